@@ -1,0 +1,2 @@
+# ``cimport mmio`` gives Cython code the Mapping type (see _mapping.pxd).
+from mmio._mapping cimport Mapping

@@ -1,0 +1,45 @@
+# The Mapping type, for Cython code that wants the memory without Python overhead:
+#
+#     from mmio cimport Mapping          # or: cimport mmio; mmio.Mapping
+#
+#     cdef double total(Mapping m) except? -1:
+#         m.acquire()                    # raises if closed; close() now raises BufferError
+#         try:
+#             with nogil:
+#                 ... read m.data[0 : m.length] ...
+#         finally:
+#             m.release()
+#
+# ``data`` and ``length`` are valid only while the mapping is open; hold an
+# acquire()/release() pair around any use that may outlive a Python-level check.
+
+cdef class Mapping:
+    cdef char* data              # first byte of the range (NULL once closed)
+    cdef Py_ssize_t length       # bytes in the range
+    cdef void* _base             # what mmap returned: page aligned, NULL when nothing is mapped
+    cdef size_t _map_length      # bytes given to mmap, from _base
+    cdef Py_ssize_t _file_offset
+    cdef int _fd                 # mmio's own descriptor, or -1
+    cdef object _path
+    cdef str _mode
+    cdef bint _shared
+    cdef bint _anonymous
+    cdef int _prot
+    cdef Py_ssize_t _exports
+    cdef Py_ssize_t _buffer_shape[1]
+    cdef Py_ssize_t _buffer_strides[1]
+
+    cdef int acquire(self) except -1
+    cdef void release(self) noexcept
+    cdef int check_open(self) except -1
+    cdef int resolve_range(self, object offset, object length,
+                           Py_ssize_t* start, Py_ssize_t* count) except -1
+
+    # internal
+    cdef int _unmap(self) except -1
+    cdef object _make_array(self, object descr, tuple dims, Py_ssize_t offset, bint fortran)
+    cdef bytes _read(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n)
+    cdef int _write(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, object value) except -1
+    cdef bint _discards(self, object advice)
+    cdef int _madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
+    cdef int _prefault(self, bint write) except -1

@@ -1,0 +1,787 @@
+"""The Mapping type: one ``mmap(2)`` region, its lifetime and its views.
+
+``open`` and ``anonymous`` create mappings; a :class:`Mapping` hands its memory
+out through the buffer protocol and as plain ``numpy.ndarray`` objects, and
+counts what it handed out so that ``close()`` can refuse while any view lives.
+"""
+
+import operator
+import os
+
+import numpy as np
+
+cimport numpy as cnp
+from cpython.buffer cimport PyBUF_WRITABLE, PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBuffer_IsContiguous
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.ref cimport Py_INCREF
+
+from . cimport _posix
+from ._errors cimport raise_errno, raise_oserror
+from ._residency cimport mincore_pages
+from ._flags import Advice
+from ._residency import Residency
+
+cnp.import_array()
+
+cdef extern from "numpy/arrayobject.h":
+    # numpy's own .pxd leaves this out; it steals a reference to ``descr``.
+    object PyArray_NewFromDescr(type subtype, cnp.dtype descr, int nd, cnp.npy_intp* dims,
+                                cnp.npy_intp* strides, void* data, int flags, object obj)
+
+cdef size_t PAGE = <size_t>_posix.sysconf(_posix._SC_PAGESIZE)
+cdef char EMPTY[1]                       # what an empty mapping points at
+cdef Py_ssize_t GIL_FREE_COPY = 1 << 18  # copies this large release the GIL
+
+_MODE_ALIASES = {"readonly": "r", "readwrite": "r+", "write": "w+", "copyonwrite": "c"}
+_MODES = ("r", "r+", "c", "w+")
+
+# Advice that throws data away when the memory is private or anonymous.
+_DISCARDING = frozenset({Advice.DONTNEED, Advice.FREE})
+
+
+cdef inline size_t page_floor(size_t x) noexcept nogil:
+    return x & ~(PAGE - 1)
+
+
+cdef inline size_t page_ceil(size_t x) noexcept nogil:
+    return (x + PAGE - 1) & ~(PAGE - 1)
+
+
+cdef class MappingExport:
+    """The ``.base`` of every array handed out by :meth:`Mapping.array`.
+
+    While it lives, the mapping counts one export and refuses to close, so the
+    array can never point at unmapped memory.  ``mapping`` is the owner.
+    """
+
+    cdef readonly Mapping mapping
+
+    def __cinit__(self, Mapping mapping not None):
+        mapping._exports += 1
+        self.mapping = mapping
+
+    def __dealloc__(self):
+        if self.mapping is not None:
+            self.mapping._exports -= 1
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle an mmio array base; pickle a copy of the array instead")
+
+    def __repr__(self):
+        return f"<mmio.MappingExport of {self.mapping!r}>"
+
+
+cdef class Mapping:
+    """A memory mapping of a file or of anonymous memory.
+
+    Create one with :func:`mmio.open` or :func:`mmio.anonymous`.  A mapping is
+    a context manager, has a length, supports the buffer protocol (1-D bytes)
+    and bounds-checked ``m[i]``, ``m[i:j]`` and ``m[i:j] = data``.  Arrays and
+    memoryviews taken from it keep it alive; :meth:`close` refuses while any is
+    alive.
+
+    Examples
+    --------
+    >>> import mmio
+    >>> with mmio.anonymous(8) as m:
+    ...     m[0:3] = b"abc"
+    ...     bytes(m[0:3]), len(m)
+    (b'abc', 8)
+    """
+
+    def __cinit__(self):
+        self.data = NULL
+        self._base = NULL
+        self._fd = -1
+        self._mode = "r"
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("create mappings with mmio.open() or mmio.anonymous()")
+
+    def __dealloc__(self):
+        # Exports hold a reference, so none can be alive here.
+        self._unmap()
+
+    cdef int _unmap(self) except -1:
+        if self._base != NULL:
+            _posix.munmap(self._base, self._map_length)
+            self._base = NULL
+        if self._fd >= 0:
+            _posix.close(self._fd)
+            self._fd = -1
+        self.data = NULL
+        return 0
+
+    # ---- the C-level API of mapping.pxd -------------------------------------------
+
+    cdef int check_open(self) except -1:
+        if self.data == NULL:
+            raise ValueError("mapping is closed")
+        return 0
+
+    cdef int acquire(self) except -1:
+        """Count one export: the memory stays mapped until release()."""
+        self.check_open()
+        self._exports += 1
+        return 0
+
+    cdef void release(self) noexcept:
+        self._exports -= 1
+
+    cdef int resolve_range(self, object offset, object length,
+                           Py_ssize_t* start, Py_ssize_t* count) except -1:
+        """Check ``offset``/``length`` (None = to the end) against the mapping."""
+        self.check_open()
+        cdef Py_ssize_t off = offset
+        cdef Py_ssize_t n
+        if off < 0:
+            raise ValueError(f"offset must not be negative, got {off}")
+        if off > self.length:
+            raise ValueError(f"offset {off} is outside the mapping of {self.length} bytes")
+        if length is None:
+            n = self.length - off
+        else:
+            n = length
+            if n < 0:
+                raise ValueError(f"length must not be negative, got {n}")
+            if n > self.length - off:
+                raise ValueError(f"range [{off}, {off + n}) is outside the mapping of "
+                                 f"{self.length} bytes")
+        start[0] = off
+        count[0] = n
+        return 0
+
+    # ---- lifetime -----------------------------------------------------------------
+
+    def close(self):
+        """Unmap the memory and close mmio's descriptor; calling it again does nothing.
+
+        Raises
+        ------
+        BufferError
+            Arrays or memoryviews of the mapping are still alive.
+        """
+        if self.data == NULL:
+            return
+        if self._exports > 0:
+            raise BufferError(f"cannot close a mapping with {self._exports} live export(s) "
+                              "(arrays or memoryviews); delete them first")
+        self._unmap()
+
+    def __enter__(self):
+        self.check_open()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle a Mapping; pickle its path and range and map again")
+
+    # ---- properties ---------------------------------------------------------------
+
+    @property
+    def closed(self):
+        """``True`` once :meth:`close` has run."""
+        return self.data == NULL
+
+    @property
+    def size(self):
+        """Length of the mapping in bytes."""
+        self.check_open()
+        return self.length
+
+    @property
+    def offset(self):
+        """Byte offset of the mapping in its file (0 for anonymous memory)."""
+        return self._file_offset
+
+    @property
+    def mode(self):
+        """``"r"``, ``"r+"``, ``"c"`` or ``"w+"`` (anonymous memory: ``"r+"`` shared, ``"c"`` private)."""
+        return self._mode
+
+    @property
+    def path(self):
+        """The mapped file's path, or ``None`` (anonymous memory, bare descriptors)."""
+        return self._path
+
+    @property
+    def address(self):
+        """Address of the first byte, as an int."""
+        self.check_open()
+        return <size_t>self.data
+
+    @property
+    def readonly(self):
+        """``True`` when the memory cannot be written through this mapping."""
+        return not (self._prot & _posix.PROT_WRITE)
+
+    def __len__(self):
+        self.check_open()
+        return self.length
+
+    def __repr__(self):
+        where = f"path={self._path!r}" if self._path is not None else (
+            "anonymous" if self._anonymous else "fd")
+        state = "closed" if self.data == NULL else f"size={self.length}"
+        offset = f" offset={self._file_offset}" if self._file_offset else ""
+        return f"<mmio.Mapping {where} mode={self._mode!r} {state}{offset}>"
+
+    # ---- the buffer protocol --------------------------------------------------------
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        self.check_open()
+        if flags & PyBUF_WRITABLE and not (self._prot & _posix.PROT_WRITE):
+            raise BufferError("mapping is read-only")
+        if not (self._prot & _posix.PROT_READ) and self.length:
+            raise BufferError("mapping is not readable (protection is PROT_NONE)")
+        self._buffer_shape[0] = self.length
+        self._buffer_strides[0] = 1
+        view.buf = self.data
+        view.obj = self
+        view.len = self.length
+        view.readonly = not (self._prot & _posix.PROT_WRITE)
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = b"B"
+        view.ndim = 1
+        view.shape = self._buffer_shape if flags & PyBUF_ND else NULL
+        view.strides = self._buffer_strides if flags & PyBUF_STRIDES == PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        self._exports += 1
+
+    def __releasebuffer__(self, Py_buffer* view):
+        self._exports -= 1
+
+    # ---- arrays -----------------------------------------------------------------------
+
+    def array(self, dtype="u1", shape=None, Py_ssize_t offset=0, order="C"):
+        """A plain ``numpy.ndarray`` over the mapping, without copying.
+
+        Parameters
+        ----------
+        dtype : data-type, default ``"u1"``
+            Any numpy dtype without Python objects.
+        shape : int or tuple of int, optional
+            Defaults to 1-D over every whole item from ``offset`` to the end.
+        offset : int
+            Byte offset of the first item within the mapping (need not be aligned).
+        order : {"C", "F"}
+            Memory layout of a multi-dimensional shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            Writable iff the mapping is; its ``.base`` keeps the mapping alive.
+
+        Raises
+        ------
+        ValueError
+            The shape does not fit, the offset is outside, the dtype holds objects
+            or the mapping is closed.
+
+        Examples
+        --------
+        >>> with mmio.anonymous(64) as m:
+        ...     a = m.array("f8")
+        ...     a.shape, a.base.mapping is m
+        ((8,), True)
+        """
+        self.check_open()
+        descr = np.dtype(dtype)
+        if descr.hasobject:
+            raise ValueError(f"cannot map dtype {descr} : it holds Python objects")
+        if descr.itemsize == 0:
+            raise ValueError(f"cannot map dtype {descr}: its items have no size")
+        if order not in ("C", "F"):
+            raise ValueError(f"order must be 'C' or 'F', not {order!r}")
+        if offset < 0 or offset > self.length:
+            raise ValueError(f"offset {offset} is outside the mapping of {self.length} bytes")
+        if not (self._prot & _posix.PROT_READ) and self.length:
+            raise ValueError("mapping is not readable (protection is PROT_NONE)")
+        available = self.length - offset
+        if shape is None:
+            dims = (available // descr.itemsize,)
+        else:
+            dims = _checked_shape(shape, descr, available, offset)
+        return self._make_array(descr, dims, offset, order == "F")
+
+    cdef object _make_array(self, object descr, tuple dims, Py_ssize_t offset, bint fortran):
+        cdef cnp.npy_intp c_dims[32]
+        cdef int nd = len(dims), i
+        if nd > 32:
+            raise ValueError(f"at most 32 dimensions are supported, got {nd}")
+        for i in range(nd):
+            c_dims[i] = dims[i]
+        cdef int flags = cnp.NPY_ARRAY_F_CONTIGUOUS if fortran else cnp.NPY_ARRAY_C_CONTIGUOUS
+        if self._prot & _posix.PROT_WRITE:
+            flags |= cnp.NPY_ARRAY_WRITEABLE
+        export = MappingExport(self)
+        cdef cnp.dtype c_descr = descr
+        Py_INCREF(c_descr)  # PyArray_NewFromDescr steals it
+        arr = PyArray_NewFromDescr(np.ndarray, c_descr, nd, c_dims, NULL,
+                                   self.data + offset, flags, None)
+        cnp.set_array_base(arr, export)
+        return arr
+
+    # ---- indexing ---------------------------------------------------------------------
+
+    def __getitem__(self, key):
+        self.check_open()
+        cdef Py_ssize_t i, start, stop, step, n
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.length)
+            n = len(range(start, stop, step))
+            return self._read(start, step, n)
+        i = _checked_index(key, self.length)
+        return <unsigned char>self.data[i]
+
+    def __setitem__(self, key, value):
+        self.check_open()
+        if not (self._prot & _posix.PROT_WRITE):
+            raise TypeError("mapping is read-only")
+        cdef Py_ssize_t i, start, stop, step, n
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.length)
+            n = len(range(start, stop, step))
+            self._write(start, step, n, value)
+            return
+        i = _checked_index(key, self.length)
+        if not isinstance(value, int) or not 0 <= value <= 255:
+            raise TypeError(f"a single byte must be an int in range(256), not {value!r}")
+        self.data[i] = <char><unsigned char>value
+
+    cdef bytes _read(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n):
+        out = PyBytes_FromStringAndSize(NULL, n)
+        cdef char* dst = PyBytes_AS_STRING(out)
+        cdef char* src = self.data + start
+        if n >= GIL_FREE_COPY:
+            self.acquire()
+            try:
+                with nogil:
+                    strided_copy(dst, 1, src, step, n)
+            finally:
+                self.release()
+        else:
+            strided_copy(dst, 1, src, step, n)
+        return out
+
+    cdef int _write(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, object value) except -1:
+        cdef Py_buffer source
+        PyObject_GetBuffer(value, &source, 0)
+        try:
+            if not PyBuffer_IsContiguous(&source, b"A"):
+                raise ValueError("the data to assign must be contiguous")
+            if source.len != n:
+                raise ValueError(f"cannot assign {source.len} bytes to a slice of {n} bytes; "
+                                 "a mapping never changes size")
+            if n >= GIL_FREE_COPY:
+                self.acquire()
+                try:
+                    with nogil:
+                        strided_copy(self.data + start, step, <char*>source.buf, 1, n)
+                finally:
+                    self.release()
+            else:
+                strided_copy(self.data + start, step, <char*>source.buf, 1, n)
+        finally:
+            PyBuffer_Release(&source)
+        return 0
+
+    # ---- advice and residency -----------------------------------------------------------
+
+    def advise(self, advice, offset=0, length=None, *, discard=False):
+        """Give the kernel ``madvise(2)`` advice about a byte range.
+
+        Parameters
+        ----------
+        advice : Advice or str
+            For example ``"sequential"``, ``"random"``, ``"willneed"``.
+        offset, length : int
+            The range; it is widened to whole pages.
+        discard : bool
+            Must be ``True`` for advice that throws data away: ``REMOVE``, and
+            ``DONTNEED``/``FREE`` on private or anonymous memory.
+
+        Raises
+        ------
+        ValueError
+            Discarding advice without ``discard=True``, a bad range or advice.
+        OSError
+            The kernel refused; the message names the kernel version the advice needs.
+
+        Examples
+        --------
+        >>> with mmio.anonymous(mmio.PAGE_SIZE) as m:
+        ...     m.advise("sequential")
+        """
+        advice = Advice.parse(advice)
+        cdef Py_ssize_t start, count
+        self.resolve_range(offset, length, &start, &count)
+        if not discard and self._discards(advice):
+            raise ValueError(f"advice {advice.name} throws away the data of this "
+                             f"{'private' if not self._shared else 'anonymous'} memory; "
+                             "pass discard=True if that is what you want")
+        self._madvise(advice, start, count)
+
+    cdef bint _discards(self, object advice):
+        if advice == Advice.REMOVE:
+            return True
+        return advice in _DISCARDING and (self._anonymous or not self._shared)
+
+    cdef int _madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1:
+        if count == 0:
+            return 0
+        cdef size_t first = page_floor(<size_t>(self.data + start))
+        cdef size_t end = page_ceil(<size_t>(self.data + start + count))
+        cdef int rc, err = 0, value = advice
+        with nogil:
+            rc = _posix.madvise(<void*>first, end - first, value)
+            if rc != 0:
+                err = _posix.errno
+        if rc != 0:
+            hint = f" (MADV_{advice.name} needs Linux {advice.since} or newer)" if err == _posix.EINVAL else ""
+            raise_oserror(err, f"could not apply advice {advice.name}{hint}", self._path)
+        return 0
+
+    def residency(self, offset=0, length=None):
+        """Which pages of a byte range are in RAM (``mincore(2)``).
+
+        Returns
+        -------
+        Residency
+            One entry per page the range touches.
+
+        Examples
+        --------
+        >>> with mmio.anonymous(2 * mmio.PAGE_SIZE) as m:
+        ...     m[0] = 1
+        ...     m.residency().to_string()
+        '*.'
+        """
+        cdef Py_ssize_t start, count
+        self.resolve_range(offset, length, &start, &count)
+        pages = mincore_pages(self.data + start, count, self._path)
+        origin = start - <Py_ssize_t>((<size_t>(self.data + start)) & (PAGE - 1))
+        return Residency(pages, PAGE, start, count, origin)
+
+    cdef int _prefault(self, bint write) except -1:
+        """Fault every page in now: MADV_POPULATE_READ/WRITE, or one touch per page."""
+        cdef int advice = _posix.MADV_POPULATE_WRITE if write else _posix.MADV_POPULATE_READ
+        cdef int rc, err = 0
+        cdef size_t i, n = self._map_length
+        cdef volatile char sink
+        with nogil:
+            rc = _posix.madvise(self._base, self._map_length, advice)
+            if rc != 0:
+                err = _posix.errno
+            if rc != 0 and err == _posix.EINVAL:  # kernel older than 5.14
+                rc = 0
+                i = 0
+                while i < n:
+                    sink = (<volatile char*>self._base)[i]
+                    if write:
+                        (<volatile char*>self._base)[i] = sink
+                    i += PAGE
+        if rc != 0:
+            raise_oserror(err, "could not prefault the mapping", self._path)
+        return 0
+
+
+cdef void strided_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
+                       Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    if dst_step == 1 and src_step == 1:
+        _posix.memmove(dst, src, n)
+        return
+    for i in range(n):
+        dst[i * dst_step] = src[i * src_step]
+
+
+cdef Py_ssize_t _checked_index(object key, Py_ssize_t length) except -1:
+    cdef Py_ssize_t i = key  # TypeError for non-integers
+    if i < 0:
+        i += length
+    if i < 0 or i >= length:
+        raise IndexError(f"mapping index {key} out of range for {length} bytes")
+    return i
+
+
+def _checked_shape(shape, cnp.dtype descr, Py_ssize_t available, Py_ssize_t offset):
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    nbytes = descr.itemsize
+    for d in dims:
+        if not isinstance(d, int) and not hasattr(d, "__index__"):
+            raise TypeError(f"shape entries must be integers, not {type(d).__name__}")
+        if d < 0:
+            raise ValueError(f"shape {dims} has a negative dimension")
+        nbytes *= d
+    if nbytes > available:
+        raise ValueError(f"shape {dims} of {descr} needs {nbytes} bytes but the mapping has "
+                         f"{available} bytes from offset {offset}")
+    return tuple(int(d) for d in dims)
+
+
+# ---- constructors -------------------------------------------------------------------------
+
+def open(target, mode="r", *, offset=0, length=None, size=None,
+         populate=False, huge=False, advice=None):
+    """Map a file into memory.
+
+    Parameters
+    ----------
+    target : str, os.PathLike, file object or int
+        A path, an open file object, or a file descriptor.  For file objects
+        and descriptors mmio keeps its own duplicate, so the caller may close
+        theirs.
+    mode : {"r", "r+", "c", "w+"}
+        ``"r"`` read-only; ``"r+"`` read-write, writes reach the file (which is
+        never grown); ``"c"`` copy-on-write, writes stay private; ``"w+"``
+        create or truncate the file to ``size`` bytes, then read-write.
+    offset : int
+        Byte offset in the file where the mapping starts (need not be aligned).
+    length : int, optional
+        Bytes to map; default to the end of the file.  Zero gives an empty mapping.
+    size : int, optional
+        The file size for mode ``"w+"`` (required there, refused elsewhere).
+    populate : bool
+        Fault every page in now (``MAP_POPULATE``).
+    huge : bool
+        Ask for transparent huge pages (``MADV_HUGEPAGE``).
+    advice : Advice or str, optional
+        ``madvise`` advice applied to the whole mapping right away.
+
+    Returns
+    -------
+    Mapping
+
+    Raises
+    ------
+    FileNotFoundError, PermissionError, IsADirectoryError, OSError
+        The file cannot be opened or mapped; ``filename`` names it.
+    ValueError
+        A bad mode, range or size.
+
+    Examples
+    --------
+    >>> import mmio, numpy as np
+    >>> np.arange(4, dtype="f8").tofile("/tmp/mmio-doc.f8")
+    >>> with mmio.open("/tmp/mmio-doc.f8") as m:
+    ...     m.array("f8").sum()
+    np.float64(6.0)
+    """
+    mode = _MODE_ALIASES.get(mode, mode) if isinstance(mode, str) else mode
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of 'r', 'r+', 'c', 'w+', not {mode!r}")
+    cdef Py_ssize_t c_offset = offset
+    if c_offset < 0:
+        raise ValueError(f"offset must not be negative, got {c_offset}")
+    length = None if length is None else operator.index(length)
+    size = None if size is None else operator.index(size)
+    if length is not None and length < 0:
+        raise ValueError(f"length must not be negative, got {length}")
+    if mode == "w+":
+        if size is None:
+            raise ValueError("mode 'w+' creates the file and needs its size: pass size=")
+        if size < 0:
+            raise ValueError(f"size must not be negative, got {size}")
+    elif size is not None:
+        raise ValueError(f"size= is only for mode 'w+' (mode {mode!r} never resizes the file); "
+                         "use length= to map part of a file")
+    if advice is not None:
+        advice = Advice.parse(advice)
+
+    cdef Mapping m = Mapping.__new__(Mapping)
+    m._mode = mode
+    m._shared = mode != "c"
+    m._prot = _posix.PROT_READ if mode == "r" else _posix.PROT_READ | _posix.PROT_WRITE
+    m._file_offset = c_offset
+    keep_fd = _take_target(m, target, mode)
+    file_size = _file_size(m, length)
+    if mode == "w+":
+        _truncate(m, size)
+        file_size = size
+    if file_size is not None:
+        if c_offset > file_size:
+            raise ValueError(f"offset {c_offset} is past the end of the file ({file_size} bytes)")
+        if length is None:
+            length = file_size - c_offset
+        elif c_offset + length > file_size:
+            raise ValueError(f"range [{c_offset}, {c_offset + length}) is outside the file "
+                             f"of {file_size} bytes; mode {mode!r} never grows the file")
+    # MAP_POPULATE on a private writable mapping would copy every page: prefault reading instead.
+    _map(m, m._fd, length, c_offset, populate and m._shared and not huge)
+    _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
+    if not keep_fd:
+        _posix.close(m._fd)
+        m._fd = -1
+    return m
+
+
+def anonymous(length, *, shared=True, populate=False, huge=False):
+    """Map anonymous, zero-filled memory.
+
+    Parameters
+    ----------
+    length : int
+        Bytes to map; zero gives an empty mapping.
+    shared : bool
+        ``True`` (``MAP_SHARED``): children created by ``fork`` see the same
+        memory, so it can carry data between processes.  ``False``: private.
+    populate : bool
+        Allocate every page now.
+    huge : bool
+        Ask for transparent huge pages (``MADV_HUGEPAGE``).
+
+    Returns
+    -------
+    Mapping
+        Mode ``"r+"`` when shared, ``"c"`` when private.
+
+    Examples
+    --------
+    >>> import mmio
+    >>> with mmio.anonymous(4096) as m:
+    ...     m[:5] = b"hello"
+    ...     m[:5]
+    b'hello'
+    """
+    cdef Py_ssize_t n = length
+    if n < 0:
+        raise ValueError(f"length must not be negative, got {n}")
+    cdef Mapping m = Mapping.__new__(Mapping)
+    m._anonymous = True
+    m._shared = bool(shared)
+    m._mode = "r+" if shared else "c"
+    m._prot = _posix.PROT_READ | _posix.PROT_WRITE
+    _map(m, -1, n, 0, populate and not huge)
+    _apply_open_options(m, populate and huge, huge, None, True)
+    return m
+
+
+cdef int _take_target(Mapping m, object target, str mode) except -1:
+    """Open or duplicate the file behind ``target`` into ``m._fd``; return whether to keep it."""
+    if isinstance(target, (str, bytes, os.PathLike)):
+        m._path = os.fspath(target)
+        m._fd = _open_path(m._path, mode)
+        # Keep a descriptor only where it will be needed (growing a writable file);
+        # thousands of read-only mappings must not cost thousands of descriptors.
+        return mode in ("r+", "w+")
+    if isinstance(target, bool) or not (isinstance(target, int) or hasattr(target, "fileno")):
+        raise TypeError(f"target must be a path, a file object or a file descriptor, "
+                        f"not {type(target).__name__}")
+    if not isinstance(target, int):
+        name = getattr(target, "name", None)
+        if isinstance(name, (str, bytes)):
+            m._path = name
+        if hasattr(target, "flush") and not getattr(target, "closed", False):
+            target.flush()  # data still in Python's buffer would be missing from the mapping
+        target = target.fileno()
+    m._fd = _dup_checked(target, mode, m._path)
+    return True
+
+
+cdef int _open_path(object path, str mode) except -1:
+    cdef bytes encoded = os.fsencode(path)
+    cdef int flags = _posix.O_CLOEXEC
+    if mode == "w+":
+        flags |= _posix.O_RDWR | _posix.O_CREAT | _posix.O_TRUNC
+    elif mode == "r+":
+        flags |= _posix.O_RDWR
+    else:
+        flags |= _posix.O_RDONLY
+    cdef int fd = _posix.open(encoded, flags, 0o666)
+    if fd < 0:
+        what = "read-write" if mode in ("r+", "w+") else "reading"
+        raise_errno(f"could not open the file for {what}", path)
+    return fd
+
+
+cdef int _dup_checked(int fd, str mode, object path) except -1:
+    cdef int access = _posix.fcntl(fd, _posix.F_GETFL)
+    if access < 0:
+        raise_errno(f"could not use file descriptor {fd}", path)
+    access &= _posix.O_ACCMODE
+    if access == _posix.O_WRONLY:
+        raise_oserror(_posix.EACCES, f"cannot map file descriptor {fd}: it is open write-only "
+                      "and a mapping must be readable", path)
+    if mode in ("r+", "w+") and access != _posix.O_RDWR:
+        raise_oserror(_posix.EACCES, f"cannot map file descriptor {fd} in mode {mode!r}: "
+                      "it is open read-only", path)
+    cdef int own = _posix.fcntl(fd, _posix.F_DUPFD_CLOEXEC, 0)
+    if own < 0:
+        raise_errno(f"could not duplicate file descriptor {fd}", path)
+    return own
+
+
+cdef object _file_size(Mapping m, object length):
+    """The file's size, or None for a character device (whose length the caller gives)."""
+    cdef _posix.stat st
+    if _posix.fstat(m._fd, &st) != 0:
+        raise_errno("could not stat the file", m._path)
+    if _posix.S_ISREG(st.st_mode):
+        return st.st_size
+    if _posix.S_ISDIR(st.st_mode):
+        raise_oserror(_posix.EISDIR, "cannot map a directory", m._path)
+    if _posix.S_ISBLK(st.st_mode):
+        end = _posix.lseek(m._fd, 0, _posix.SEEK_END)
+        if end < 0:
+            raise_errno("could not find the size of the block device", m._path)
+        return end
+    if _posix.S_ISCHR(st.st_mode):
+        if length is None:
+            raise ValueError("a character device has no size: pass length=")
+        return None
+    raise_oserror(_posix.ENODEV, "cannot map this kind of file (pipe or socket)", m._path)
+
+
+cdef int _truncate(Mapping m, Py_ssize_t size) except -1:
+    if _posix.ftruncate(m._fd, size) != 0:
+        raise_errno(f"could not set the file size to {size} bytes", m._path)
+    return 0
+
+
+cdef int _map(Mapping m, int fd, Py_ssize_t length, Py_ssize_t offset, bint populate) except -1:
+    """mmap ``length`` bytes at file ``offset`` (any alignment) into ``m``."""
+    if length == 0:
+        m.data = EMPTY
+        m.length = 0
+        return 0
+    cdef size_t delta = <size_t>offset & (PAGE - 1)
+    cdef int flags = (_posix.MAP_SHARED if m._shared else _posix.MAP_PRIVATE)
+    if fd < 0:
+        flags |= _posix.MAP_ANONYMOUS
+    if populate:
+        flags |= _posix.MAP_POPULATE
+    cdef size_t map_length = delta + <size_t>length
+    cdef void* base
+    cdef int err = 0
+    with nogil:
+        base = _posix.mmap(NULL, map_length, m._prot, flags, fd, offset - <Py_ssize_t>delta)
+        if base == _posix.MAP_FAILED:
+            err = _posix.errno
+    if base == _posix.MAP_FAILED:
+        what = f"{length} bytes at offset {offset}" if fd >= 0 else f"{length} bytes of anonymous memory"
+        raise_oserror(err, f"could not map {what}", m._path)
+    m._base = base
+    m._map_length = map_length
+    m.data = <char*>base + delta
+    m.length = length
+    return 0
+
+
+cdef int _apply_open_options(Mapping m, bint populate, bint huge, object advice,
+                             bint anonymous) except -1:
+    if m.length == 0:
+        return 0
+    if huge:
+        m._madvise(Advice.HUGEPAGE, 0, m.length)
+    if populate:  # after HUGEPAGE, so the first faults can take huge pages
+        m._prefault(anonymous)
+    if advice is not None:
+        m._madvise(advice, 0, m.length)
+    return 0

@@ -1,0 +1,28 @@
+"""Build the compiled modules of mmio (metadata lives in pyproject.toml)."""
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+MODULES = ["_errors", "_constants", "_residency", "_mapping"]
+
+extensions = [
+    Extension(
+        f"mmio.{name}",
+        [f"mmio/{name}.pyx"],
+        include_dirs=["mmio", numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"), ("_GNU_SOURCE", None)],
+    )
+    for name in MODULES
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={
+            "language_level": 3,
+            "embedsignature": True,
+            "cdivision": True,
+        },
+    ),
+)
