@@ -351,8 +351,10 @@ cdef class Mapping:
             self._write(start, step, n, value)
             return
         i = _checked_index(key, self.length)
-        if not isinstance(value, int) or not 0 <= value <= 255:
-            raise TypeError(f"a single byte must be an int in range(256), not {value!r}")
+        if not isinstance(value, int):
+            raise TypeError(f"a single byte must be an int, not {type(value).__name__}")
+        if not 0 <= value <= 255:
+            raise ValueError(f"a byte must be in range(0, 256), not {value}")
         self.data[i] = <char><unsigned char>value
 
     cdef bytes _read(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n):

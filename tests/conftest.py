@@ -1,0 +1,50 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import mmio
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    """A 3-page-and-a-bit file whose byte i is i % 251 (a pattern no page repeats)."""
+    path = tmp_path / "data.bin"
+    payload = (np.arange(3 * mmio.PAGE_SIZE + 123) % 251).astype(np.uint8)
+    payload.tofile(path)
+    return path, payload.tobytes()
+
+
+def vm_flags(address):
+    """The VmFlags of the /proc/self/smaps entry that contains ``address``."""
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head == "VmFlags:":
+                return set(line.split()[1:])
+    raise LookupError(f"no mapping contains {address:#x}")
+
+
+def evict(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def run_python(code, *, check=True, timeout=120):
+    """Run ``code`` in a fresh interpreter; return the CompletedProcess."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
