@@ -1,0 +1,1 @@
+"""mmio's benchmark suite: runnable programs that print tables (``python -m benchmarks``)."""
