@@ -14,6 +14,7 @@ cimport numpy as cnp
 from cpython.buffer cimport PyBUF_WRITABLE, PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBuffer_IsContiguous
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.number cimport PyNumber_AsSsize_t
 from cpython.ref cimport Py_INCREF
 
 from . cimport _posix
@@ -133,23 +134,22 @@ cdef class Mapping:
                            Py_ssize_t* start, Py_ssize_t* count) except -1:
         """Check ``offset``/``length`` (None = to the end) against the mapping."""
         self.check_open()
-        cdef Py_ssize_t off = offset
-        cdef Py_ssize_t n
-        if off < 0:
-            raise ValueError(f"offset must not be negative, got {off}")
-        if off > self.length:
-            raise ValueError(f"offset {off} is outside the mapping of {self.length} bytes")
+        offset = operator.index(offset)  # Python ints: no overflow before the checks
+        if offset < 0:
+            raise ValueError(f"offset must not be negative, got {offset}")
+        if offset > self.length:
+            raise ValueError(f"offset {offset} is outside the mapping of {self.length} bytes")
         if length is None:
-            n = self.length - off
+            length = self.length - offset
         else:
-            n = length
-            if n < 0:
-                raise ValueError(f"length must not be negative, got {n}")
-            if n > self.length - off:
-                raise ValueError(f"range [{off}, {off + n}) is outside the mapping of "
+            length = operator.index(length)
+            if length < 0:
+                raise ValueError(f"length must not be negative, got {length}")
+            if length > self.length - offset:
+                raise ValueError(f"range [{offset}, {offset + length}) is outside the mapping of "
                                  f"{self.length} bytes")
-        start[0] = off
-        count[0] = n
+        start[0] = offset
+        count[0] = length
         return 0
 
     # ---- lifetime -----------------------------------------------------------------
@@ -505,7 +505,7 @@ cdef void strided_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize
 
 
 cdef Py_ssize_t _checked_index(object key, Py_ssize_t length) except -1:
-    cdef Py_ssize_t i = key  # TypeError for non-integers
+    cdef Py_ssize_t i = PyNumber_AsSsize_t(operator.index(key), IndexError)
     if i < 0:
         i += length
     if i < 0 or i >= length:
@@ -579,9 +579,9 @@ def open(target, mode="r", *, offset=0, length=None, size=None,
     mode = _MODE_ALIASES.get(mode, mode) if isinstance(mode, str) else mode
     if mode not in _MODES:
         raise ValueError(f"mode must be one of 'r', 'r+', 'c', 'w+', not {mode!r}")
-    cdef Py_ssize_t c_offset = offset
-    if c_offset < 0:
-        raise ValueError(f"offset must not be negative, got {c_offset}")
+    offset = operator.index(offset)
+    if offset < 0:
+        raise ValueError(f"offset must not be negative, got {offset}")
     length = None if length is None else operator.index(length)
     size = None if size is None else operator.index(size)
     if length is not None and length < 0:
@@ -601,22 +601,19 @@ def open(target, mode="r", *, offset=0, length=None, size=None,
     m._mode = mode
     m._shared = mode != "c"
     m._prot = _posix.PROT_READ if mode == "r" else _posix.PROT_READ | _posix.PROT_WRITE
-    m._file_offset = c_offset
+    if mode == "w+":  # check the range before the file is created or truncated
+        length = _range_in_file(offset, length, size, mode)
     keep_fd = _take_target(m, target, mode)
-    file_size = _file_size(m, length)
     if mode == "w+":
+        _file_size(m, length)  # refuses directories and pipes
         _truncate(m, size)
-        file_size = size
-    if file_size is not None:
-        if c_offset > file_size:
-            raise ValueError(f"offset {c_offset} is past the end of the file ({file_size} bytes)")
-        if length is None:
-            length = file_size - c_offset
-        elif c_offset + length > file_size:
-            raise ValueError(f"range [{c_offset}, {c_offset + length}) is outside the file "
-                             f"of {file_size} bytes; mode {mode!r} never grows the file")
+    else:
+        file_size = _file_size(m, length)
+        if file_size is not None:
+            length = _range_in_file(offset, length, file_size, mode)
+    m._file_offset = offset
     # MAP_POPULATE on a private writable mapping would copy every page: prefault reading instead.
-    _map(m, m._fd, length, c_offset, populate and m._shared and not huge)
+    _map(m, m._fd, length, offset, populate and m._shared and not huge)
     _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
     if not keep_fd:
         _posix.close(m._fd)
@@ -663,6 +660,19 @@ def anonymous(length, *, shared=True, populate=False, huge=False):
     _map(m, -1, n, 0, populate and not huge)
     _apply_open_options(m, populate and huge, huge, None, True)
     return m
+
+
+cdef object _range_in_file(object offset, object length, object file_size, str mode):
+    """The length of ``[offset, offset+length)`` (None = to the end) after checking it fits the file."""
+    if offset > file_size:
+        raise ValueError(f"offset {offset} is past the end of the file ({file_size} bytes)")
+    if length is None:
+        return file_size - offset
+    if offset + length > file_size:
+        hint = "" if mode == "w+" else f"; mode {mode!r} never grows the file"
+        raise ValueError(f"range [{offset}, {offset + length}) is outside the file "
+                         f"of {file_size} bytes{hint}")
+    return length
 
 
 cdef int _take_target(Mapping m, object target, str mode) except -1:

@@ -29,6 +29,7 @@ cdef extern from "<sys/mman.h>" nogil:
     int madvise(void* addr, size_t length, int advice)
     int mincore(void* addr, size_t length, unsigned char* vec)
     int mlock(const void* addr, size_t length)
+    int mlock2(const void* addr, size_t length, unsigned int flags)
     int munlock(const void* addr, size_t length)
     int mlockall(int flags)
     int munlockall()

@@ -222,8 +222,12 @@ def test_indexing(data_file):
                 m[bad]
         with pytest.raises(TypeError):
             m["0"]
-        with pytest.raises((IndexError, OverflowError)):
+        with pytest.raises(IndexError):
             m[2 ** 80]
+        with pytest.raises(ValueError, match="outside"):
+            m.residency(offset=2 ** 80)
+        with pytest.raises(ValueError, match="outside"):
+            m.advise("normal", length=2 ** 80)
 
 
 def test_slice_assignment(data_file):

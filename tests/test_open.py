@@ -236,6 +236,10 @@ def test_w_plus_needs_size_and_leaves_the_file_alone(data_file):
         mmio.open(path, "w+", size=-1)
     with pytest.raises(ValueError, match="not a Advice|not an? Advice"):
         mmio.open(path, "w+", size=10, advice="bogus")
+    with pytest.raises(ValueError, match="past the end"):
+        mmio.open(path, "w+", size=10, offset=11)
+    with pytest.raises(ValueError, match="outside the file"):
+        mmio.open(path, "w+", size=10, offset=5, length=6)
     assert path.read_bytes() == payload
 
 
@@ -261,6 +265,8 @@ def test_unaligned_offsets(data_file, offset):
     ({"offset": -1}, "offset must not be negative"),
     ({"length": -1}, "length must not be negative"),
     ({"offset": 3 * PAGE + 124}, "past the end of the file"),
+    ({"offset": 2 ** 80}, "past the end of the file"),
+    ({"length": 2 ** 80}, "outside the file"),
     ({"offset": 10, "length": 3 * PAGE + 114}, "outside the file of 12411 bytes"),
 ])
 def test_bad_ranges(data_file, kwargs, message):
