@@ -4,13 +4,14 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["_errors", "_constants", "_residency", "_mapping"]
+MODULES = ["_errors", "_constants", "_guard", "_residency", "_mapping"]
+C_SOURCES = {"_guard": ["mmio/src/sigbus.c"]}
 
 extensions = [
     Extension(
         f"mmio.{name}",
-        [f"mmio/{name}.pyx"],
-        include_dirs=["mmio", numpy.get_include()],
+        [f"mmio/{name}.pyx", *C_SOURCES.get(name, [])],
+        include_dirs=["mmio/src", numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"), ("_GNU_SOURCE", None)],
     )
     for name in MODULES

@@ -5,9 +5,12 @@ memory out as zero-copy numpy arrays, and see and steer what the kernel does
 with it (advice, residency).  See the README for a tour.
 """
 
+# _mapping first: mmio/__init__.pxd (which lets Cython users ``cimport mmio``) makes every
+# compiled module import the Mapping type while it initialises, and that works only once
+# _mapping has started initialising.  isort: skip_file
+from ._mapping import Mapping, anonymous, open
 from ._errors import MappingFaultError
 from ._flags import PAGE_SIZE, Advice, Prot
-from ._mapping import Mapping, anonymous, open
 from ._residency import Residency
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """The C values mmio passes to the kernel, read from the build's headers.
 
-Values the headers lack come from ``_compat.h`` (the Linux ABI numbers), so every
+Values the headers lack come from ``src/compat.h`` (the Linux ABI numbers), so every
 name exists; a kernel that does not know one refuses it at call time.
 """
 

@@ -42,4 +42,7 @@ cdef class Mapping:
     cdef int _write(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, object value) except -1
     cdef bint _discards(self, object advice)
     cdef int _madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
-    cdef int _prefault(self, bint write) except -1
+    cdef int _populate(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1
+    cdef int _copy(self, char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
+                   Py_ssize_t n, str what) except -1
+    cdef int _raise_fault(self, const char* fault, str what) except -1

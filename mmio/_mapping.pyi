@@ -66,6 +66,9 @@ class Mapping:
         self, advice: _AdviceLike, offset: int = 0, length: int | None = None, *, discard: bool = False
     ) -> None: ...
     def residency(self, offset: int = 0, length: int | None = None) -> Residency: ...
+    def populate(
+        self, offset: int = 0, length: int | None = None, *, write: bool = False, threads: int = 1
+    ) -> None: ...
 
 def open(
     target: _Target,

@@ -18,7 +18,9 @@ from cpython.number cimport PyNumber_AsSsize_t
 from cpython.ref cimport Py_INCREF
 
 from . cimport _posix
+from . cimport _guard
 from ._errors cimport raise_errno, raise_oserror
+from ._errors import MappingFaultError
 from ._residency cimport mincore_pages
 from ._flags import Advice
 from ._residency import Residency
@@ -338,7 +340,9 @@ cdef class Mapping:
             n = len(range(start, stop, step))
             return self._read(start, step, n)
         i = _checked_index(key, self.length)
-        return <unsigned char>self.data[i]
+        cdef unsigned char byte
+        self._copy(<char*>&byte, 1, self.data + i, 1, 1, "read")
+        return byte
 
     def __setitem__(self, key, value):
         self.check_open()
@@ -355,22 +359,45 @@ cdef class Mapping:
             raise TypeError(f"a single byte must be an int, not {type(value).__name__}")
         if not 0 <= value <= 255:
             raise ValueError(f"a byte must be in range(0, 256), not {value}")
-        self.data[i] = <char><unsigned char>value
+        cdef unsigned char byte = value
+        self._copy(self.data + i, 1, <char*>&byte, 1, 1, "write")
 
     cdef bytes _read(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n):
         out = PyBytes_FromStringAndSize(NULL, n)
-        cdef char* dst = PyBytes_AS_STRING(out)
-        cdef char* src = self.data + start
-        if n >= GIL_FREE_COPY:
-            self.acquire()
+        self._copy(PyBytes_AS_STRING(out), 1, self.data + start, step, n, "read")
+        return out
+
+    cdef int _copy(self, char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
+                   Py_ssize_t n, str what) except -1:
+        """Copy with SIGBUS guarded over the mapping; the GIL is released for large copies."""
+        cdef const char* fault = NULL
+        cdef int rc
+        if n == 0:
+            return 0
+        _guard.install()
+        if n < GIL_FREE_COPY:
+            rc = _guard.guarded_copy(dst, dst_step, src, src_step, n, self.data,
+                                     self.data + self.length, &fault)
+        else:
+            self.acquire()  # another thread's close() must not unmap under the copy
             try:
                 with nogil:
-                    strided_copy(dst, 1, src, step, n)
+                    rc = _guard.guarded_copy(dst, dst_step, src, src_step, n, self.data,
+                                             self.data + self.length, &fault)
             finally:
                 self.release()
-        else:
-            strided_copy(dst, 1, src, step, n)
-        return out
+        if rc != 0:
+            self._raise_fault(fault, what)
+        return 0
+
+    cdef int _raise_fault(self, const char* fault, str what) except -1:
+        offset = <Py_ssize_t>(fault - self.data) if fault != NULL else None
+        where = f" at offset {offset}" if offset is not None else ""
+        raise MappingFaultError(
+            _posix.EFAULT,
+            f"could not {what} the mapping{where}: the page is past the end of the file "
+            "(was the file truncated?)",
+            *((self._path,) if self._path is not None else ()), offset=offset)
 
     cdef int _write(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, object value) except -1:
         cdef Py_buffer source
@@ -381,15 +408,7 @@ cdef class Mapping:
             if source.len != n:
                 raise ValueError(f"cannot assign {source.len} bytes to a slice of {n} bytes; "
                                  "a mapping never changes size")
-            if n >= GIL_FREE_COPY:
-                self.acquire()
-                try:
-                    with nogil:
-                        strided_copy(self.data + start, step, <char*>source.buf, 1, n)
-                finally:
-                    self.release()
-            else:
-                strided_copy(self.data + start, step, <char*>source.buf, 1, n)
+            self._copy(self.data + start, step, <char*>source.buf, 1, n, "write")
         finally:
             PyBuffer_Release(&source)
         return 0
@@ -471,37 +490,66 @@ cdef class Mapping:
         origin = start - <Py_ssize_t>((<size_t>(self.data + start)) & (PAGE - 1))
         return Residency(pages, PAGE, start, count, origin)
 
-    cdef int _prefault(self, bint write) except -1:
-        """Fault every page in now: MADV_POPULATE_READ/WRITE, or one touch per page."""
-        cdef int advice = _posix.MADV_POPULATE_WRITE if write else _posix.MADV_POPULATE_READ
-        cdef int rc, err = 0
-        cdef size_t i, n = self._map_length
-        cdef volatile char sink
-        with nogil:
-            rc = _posix.madvise(self._base, self._map_length, advice)
-            if rc != 0:
-                err = _posix.errno
-            if rc != 0 and err == _posix.EINVAL:  # kernel older than 5.14
-                rc = 0
-                i = 0
-                while i < n:
-                    sink = (<volatile char*>self._base)[i]
-                    if write:
-                        (<volatile char*>self._base)[i] = sink
-                    i += PAGE
-        if rc != 0:
+    def populate(self, offset=0, length=None, *, write=False, threads=1):
+        """Fault the pages of a range in now, so later accesses do not stop for I/O.
+
+        Uses ``MADV_POPULATE_READ`` (or ``_WRITE``) where the kernel has it
+        (Linux >= 5.14), else reads one byte per page under mmio's SIGBUS guard.
+        The GIL is released; ``threads > 1`` splits the range across native
+        threads.  A range past the end of a truncated file raises
+        :class:`MappingFaultError` instead of killing the process, so
+        ``populate()`` is also how to check a mapping before handing out raw
+        numpy views of it.
+
+        Parameters
+        ----------
+        offset, length : int
+            The range (widened to whole pages).
+        write : bool
+            Fault pages in writable (allocates private copies on a ``"c"``
+            mapping and marks shared file pages dirty); needs a writable mapping.
+        threads : int
+            Native threads to use (1-64).
+
+        Raises
+        ------
+        MappingFaultError
+            Part of the range lies past the end of the file.
+
+        Examples
+        --------
+        >>> with mmio.anonymous(1 << 20) as m:
+        ...     m.populate(write=True)
+        ...     m.residency().fraction
+        1.0
+        """
+        cdef Py_ssize_t start, count
+        self.resolve_range(offset, length, &start, &count)
+        if write and self.readonly:
+            raise TypeError("populate(write=True) needs a writable mapping")
+        if not 1 <= threads <= 64:
+            raise ValueError(f"threads must be between 1 and 64, got {threads}")
+        self._populate(start, count, write, threads)
+
+    cdef int _populate(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1:
+        if count == 0:
+            return 0
+        cdef char* first = <char*>page_floor(<size_t>(self.data + start))
+        cdef size_t n = page_ceil(<size_t>(self.data + start + count)) - <size_t>first
+        cdef const char* fault = NULL
+        cdef int err
+        _guard.install()
+        self.acquire()
+        try:
+            with nogil:
+                err = _guard.populate(first, n, PAGE, write, threads, &fault)
+        finally:
+            self.release()
+        if err == _posix.EFAULT:
+            self._raise_fault(fault, "populate")
+        if err:
             raise_oserror(err, "could not prefault the mapping", self._path)
         return 0
-
-
-cdef void strided_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
-                       Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    if dst_step == 1 and src_step == 1:
-        _posix.memmove(dst, src, n)
-        return
-    for i in range(n):
-        dst[i * dst_step] = src[i * src_step]
 
 
 cdef Py_ssize_t _checked_index(object key, Py_ssize_t length) except -1:
@@ -793,7 +841,7 @@ cdef int _apply_open_options(Mapping m, bint populate, bint huge, object advice,
     if huge:
         m._madvise(Advice.HUGEPAGE, 0, m.length)
     if populate:  # after HUGEPAGE, so the first faults can take huge pages
-        m._prefault(anonymous)
+        m._populate(0, m.length, anonymous, 1)
     if advice is not None:
         m._madvise(advice, 0, m.length)
     return 0

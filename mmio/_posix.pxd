@@ -1,9 +1,9 @@
 # C declarations of the POSIX and Linux calls mmio makes.  Declarations only:
-# no code lives here.  Constants that old headers may lack come from _compat.h.
+# no code lives here.  Constants that old headers may lack come from src/compat.h.
 
 from posix.types cimport off_t, mode_t
 
-cdef extern from "_compat.h" nogil:
+cdef extern from "compat.h" nogil:
     pass
 
 cdef extern from "<sys/mman.h>" nogil:

@@ -41,9 +41,10 @@ def evict(path):
         os.close(fd)
 
 
-def run_python(code, *, check=True, timeout=120):
-    """Run ``code`` in a fresh interpreter; return the CompletedProcess."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+def run_python(code, *, setup="", check=True, timeout=120):
+    """Run ``setup`` then ``code`` (dedented) in a fresh interpreter; return the CompletedProcess."""
+    source = textwrap.dedent(setup) + textwrap.dedent(code)
+    proc = subprocess.run([sys.executable, "-c", source], capture_output=True,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

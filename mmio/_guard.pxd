@@ -1,0 +1,7 @@
+# SIGBUS-guarded loops (C in src/sigbus.c); see src/sigbus.h for how the guard works.
+
+cdef int install() except -1
+cdef int guarded_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
+                      size_t n, const char* lo, const char* hi, const char** fault) noexcept nogil
+cdef int populate(char* start, size_t n, size_t page, bint write, int threads,
+                  const char** fault) noexcept nogil

@@ -1,0 +1,3 @@
+"""Type stubs for the compiled SIGBUS-guard module."""
+
+def handler_installed() -> bool: ...

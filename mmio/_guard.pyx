@@ -1,0 +1,41 @@
+"""SIGBUS-guarded copy and prefault loops over mapped memory.
+
+The C side (``src/sigbus.c``) installs one SIGBUS handler per process, the first
+time a guarded loop runs, and recovers only from faults inside the range the
+running thread armed.  This module is the one copy of that state: other Cython
+modules reach the loops by ``cimport``.
+"""
+
+from ._errors cimport raise_errno
+
+cdef extern from "sigbus.h" nogil:
+    int mmio_guard_install()
+    int mmio_guarded_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
+                          size_t n, const char* lo, const char* hi, const char** fault)
+    int mmio_populate(char* start, size_t n, size_t page, int write, int threads, const char** fault)
+
+cdef bint installed = False
+
+
+cdef int install() except -1:
+    global installed
+    if not installed:
+        if mmio_guard_install() != 0:
+            raise_errno("could not install mmio's SIGBUS handler")
+        installed = True
+    return 0
+
+
+cdef int guarded_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
+                      size_t n, const char* lo, const char* hi, const char** fault) noexcept nogil:
+    return mmio_guarded_copy(dst, dst_step, src, src_step, n, lo, hi, fault)
+
+
+cdef int populate(char* start, size_t n, size_t page, bint write, int threads,
+                  const char** fault) noexcept nogil:
+    return mmio_populate(start, n, page, write, threads, fault)
+
+
+def handler_installed():
+    """Whether mmio's SIGBUS handler is installed in this process (it is, after the first guarded call)."""
+    return installed

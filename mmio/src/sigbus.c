@@ -1,0 +1,201 @@
+/* See sigbus.h. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "sigbus.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "compat.h"
+
+typedef struct {
+    sigjmp_buf jump;
+    const char *lo, *hi;       /* the guarded range */
+    const char *volatile fault;
+    volatile int armed;
+    volatile int in_handler;
+} guard_t;
+
+static __thread guard_t *current_guard;
+static struct sigaction previous_action;
+static pthread_once_t install_once = PTHREAD_ONCE_INIT;
+static int install_errno;
+
+static void chain(int sig, siginfo_t *info, void *context)
+{
+    if (previous_action.sa_flags & SA_SIGINFO) {
+        previous_action.sa_sigaction(sig, info, context);
+    } else if (previous_action.sa_handler == SIG_DFL || previous_action.sa_handler == SIG_IGN) {
+        /* Restore the default: the faulting access runs again and the process dies of
+         * SIGBUS, exactly as it would have without mmio. */
+        signal(sig, SIG_DFL);
+    } else {
+        previous_action.sa_handler(sig);
+    }
+}
+
+static void on_sigbus(int sig, siginfo_t *info, void *context)
+{
+    guard_t *g = current_guard;
+    const char *addr = (const char *)info->si_addr;
+    if (g && g->armed && !g->in_handler && addr >= g->lo && addr < g->hi) {
+        g->in_handler = 1;
+        g->fault = addr;
+        siglongjmp(g->jump, 1);
+    }
+    chain(sig, info, context);
+}
+
+static void install(void)
+{
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = on_sigbus;
+    action.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGBUS, &action, &previous_action) != 0)
+        install_errno = errno;
+}
+
+int mmio_guard_install(void)
+{
+    pthread_once(&install_once, install);
+    if (install_errno) {
+        errno = install_errno;
+        return -1;
+    }
+    return 0;
+}
+
+/* Arm g for [lo, hi) on this thread; the caller runs sigsetjmp(g->jump, 0) right after. */
+static void arm(guard_t *g, const char *lo, const char *hi)
+{
+    g->lo = lo;
+    g->hi = hi;
+    g->fault = NULL;
+    g->in_handler = 0;
+    current_guard = g;
+    g->armed = 1;
+}
+
+static void disarm(guard_t *g)
+{
+    g->armed = 0;
+    current_guard = NULL;
+}
+
+static void plain_copy(char *dst, ptrdiff_t dst_step, const char *src, ptrdiff_t src_step, size_t n)
+{
+    if (dst_step == 1 && src_step == 1) {
+        memmove(dst, src, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        dst[(ptrdiff_t)i * dst_step] = src[(ptrdiff_t)i * src_step];
+}
+
+int mmio_guarded_copy(char *dst, ptrdiff_t dst_step, const char *src, ptrdiff_t src_step,
+                      size_t n, const char *lo, const char *hi, const char **fault)
+{
+    guard_t g;
+    arm(&g, lo, hi);
+    if (sigsetjmp(g.jump, 0)) {
+        disarm(&g);
+        *fault = g.fault;
+        return -1;
+    }
+    plain_copy(dst, dst_step, src, src_step, n);
+    disarm(&g);
+    return 0;
+}
+
+int mmio_guarded_touch(char *start, size_t n, size_t page, int write, const char **fault)
+{
+    guard_t g;
+    volatile char *p = start;
+    arm(&g, start, start + n);
+    if (sigsetjmp(g.jump, 0)) {
+        disarm(&g);
+        *fault = g.fault;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i += page) {
+        char c = p[i];
+        if (write)
+            p[i] = c;
+    }
+    disarm(&g);
+    return 0;
+}
+
+typedef struct {
+    char *start;
+    size_t n, page;
+    int write, err;
+    const char *fault;
+} populate_job;
+
+static void *populate_one(void *arg)
+{
+    populate_job *job = arg;
+    int advice = job->write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ;
+    job->err = 0;
+    if (job->n == 0)
+        return NULL;
+    if (madvise(job->start, job->n, advice) == 0)
+        return NULL;
+    job->err = errno;
+    if (job->err == EINVAL) {  /* kernel older than 5.14: touch every page */
+        job->err = mmio_guarded_touch(job->start, job->n, job->page, job->write, &job->fault) ? EFAULT : 0;
+    } else if (job->err == EFAULT) {
+        /* Find the first page that cannot be supplied, for the error message. */
+        for (size_t i = 0; i < job->n; i += job->page) {
+            if (madvise(job->start + i, job->page, advice) != 0) {
+                job->fault = job->start + i;
+                break;
+            }
+        }
+    }
+    return NULL;
+}
+
+int mmio_populate(char *start, size_t n, size_t page, int write, int threads, const char **fault)
+{
+    enum { MAX_THREADS = 64 };
+    populate_job jobs[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    if (threads < 1)
+        threads = 1;
+    if (threads > MAX_THREADS)
+        threads = MAX_THREADS;
+    size_t pages = (n + page - 1) / page;
+    if ((size_t)threads > pages)
+        threads = pages ? (int)pages : 1;
+    size_t per = (pages + threads - 1) / threads * page, offset = 0;
+    for (int t = 0; t < threads; t++) {
+        size_t len = offset >= n ? 0 : (n - offset < per ? n - offset : per);
+        jobs[t] = (populate_job){start + offset, len, page, write, 0, NULL};
+        offset += len;
+        if (t > 0 && pthread_create(&ids[t], NULL, populate_one, &jobs[t]) == 0)
+            started[t] = 1;
+        else if (t > 0)
+            populate_one(&jobs[t]);  /* could not start a thread: do its share here */
+    }
+    populate_one(&jobs[0]);
+    int err = 0;
+    for (int t = 0; t < threads; t++) {
+        if (started[t])
+            pthread_join(ids[t], NULL);
+        if (jobs[t].err && !err) {
+            err = jobs[t].err;
+            *fault = jobs[t].fault;
+        }
+    }
+    return err;
+}

@@ -1,0 +1,39 @@
+/*
+ * SIGBUS-guarded loops over mapped memory.
+ *
+ * A file truncated under a mapping makes any access past its new end raise
+ * SIGBUS, which kills the process.  mmio's own loops run "guarded": one SIGBUS
+ * handler, installed once, checks whether the faulting address lies in the
+ * range the current thread has armed; if so it jumps back out of the loop
+ * (siglongjmp) and the loop reports the offset that faulted.  Any other SIGBUS
+ * is passed on to the handler that was installed before mmio's (or to the
+ * default action), so genuine crashes still crash and faulthandler still works.
+ *
+ * The handler runs with SA_NODEFER, so jumping out of it leaves SIGBUS
+ * unblocked without sigsetjmp having to save the signal mask (no syscall per
+ * guarded call).  A per-thread flag stops a fault inside the handler from
+ * recursing.
+ */
+#ifndef MMIO_SIGBUS_H
+#define MMIO_SIGBUS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Install the handler (once per process).  Returns 0, or -1 with errno set. */
+int mmio_guard_install(void);
+
+/* Copy n bytes, dst[i*dst_step] = src[i*src_step], with [lo, hi) guarded.
+ * Returns 0, or -1 after a SIGBUS in [lo, hi), storing the faulting address. */
+int mmio_guarded_copy(char *dst, ptrdiff_t dst_step, const char *src, ptrdiff_t src_step,
+                      size_t n, const char *lo, const char *hi, const char **fault);
+
+/* Read (and with write=1, rewrite in place) one byte of every page of [start, start+n). */
+int mmio_guarded_touch(char *start, size_t n, size_t page, int write, const char **fault);
+
+/* Fault in [start, start+n) with MADV_POPULATE_READ/WRITE split across threads, falling
+ * back to a guarded touch loop where the kernel lacks the advice.  Returns 0, or an errno
+ * (EFAULT with *fault set when the range runs past the end of the file). */
+int mmio_populate(char *start, size_t n, size_t page, int write, int threads, const char **fault);
+
+#endif

@@ -1,0 +1,126 @@
+"""Fault safety: SIGBUS from a truncated file becomes MappingFaultError in mmio's own loops.
+
+Each scenario runs in a child interpreter so a regression kills the child, not the test run.
+"""
+
+import signal
+
+import mmio
+from conftest import run_python
+
+PAGE = mmio.PAGE_SIZE
+
+SETUP = f"""
+import errno, os, tempfile, mmio
+PAGE = {PAGE}
+path = os.path.join(tempfile.mkdtemp(), "shrinks.bin")
+with open(path, "wb") as f:
+    f.write(bytes(range(256)) * (8 * PAGE // 256))
+"""
+
+
+def test_truncated_file_raises_instead_of_killing_the_process():
+    proc = run_python(setup=SETUP, code="""
+        m = mmio.open(path)
+        w = mmio.open(path, "r+")
+        assert m[5 * PAGE] == 0
+        os.truncate(path, 2 * PAGE + 10)            # someone else shrinks the file
+        assert m[2 * PAGE + 9] == 9                 # still backed by the file
+        for what, action in [
+            ("index", lambda: m[5 * PAGE]),
+            ("slice", lambda: m[PAGE:8 * PAGE]),
+            ("strided", lambda: m[::PAGE]),
+            ("big", lambda: m[:]),                  # the GIL-free path
+            ("write", lambda: w.__setitem__(slice(3 * PAGE, 3 * PAGE + 4), b"abcd")),
+            ("write1", lambda: w.__setitem__(4 * PAGE, 1)),
+            ("populate", lambda: m.populate()),
+            ("populate2", lambda: m.populate(threads=2)),
+        ]:
+            try:
+                action()
+            except mmio.MappingFaultError as e:
+                assert e.errno == errno.EFAULT and isinstance(e, OSError)
+                assert e.filename == path
+                print(what, e.offset)
+            else:
+                print(what, "no error")
+        print("alive")
+    """)
+    lines = dict(line.split() for line in proc.stdout.splitlines() if line != "alive")
+    assert proc.stdout.endswith("alive\n")
+    expected_first_bad = str(3 * PAGE)  # the page after the one holding the new end
+    assert lines["index"] == str(5 * PAGE)
+    assert lines["slice"] == expected_first_bad
+    assert lines["strided"] == expected_first_bad
+    assert lines["big"] == expected_first_bad
+    assert lines["write"] == str(3 * PAGE)
+    assert lines["write1"] == str(4 * PAGE)
+    assert int(lines["populate"]) == 3 * PAGE
+    assert int(lines["populate2"]) >= 3 * PAGE
+
+
+def test_sigbus_outside_mmio_still_kills_the_process():
+    """Raw numpy views are not guarded: the default SIGBUS action still runs."""
+    proc = run_python(setup=SETUP, code="""
+        m = mmio.open(path)
+        m[0]                                         # installs mmio's handler
+        arr = m.array()
+        os.truncate(path, PAGE)
+        print("touching", flush=True)
+        arr[5 * PAGE]
+        print("survived")
+    """, check=False)
+    assert proc.stdout == "touching\n"
+    assert proc.returncode == -signal.SIGBUS
+
+
+def test_faulthandler_installed_first_still_reports():
+    proc = run_python(setup=SETUP, code="""
+        import faulthandler
+        faulthandler.enable()
+        m = mmio.open(path)
+        try:
+            os.truncate(path, PAGE)
+            m[5 * PAGE]
+        except mmio.MappingFaultError:
+            print("guarded", flush=True)
+        m.array()[6 * PAGE]                          # unguarded: faulthandler must report it
+    """, check=False)
+    assert proc.stdout == "guarded\n"
+    assert "Fatal Python error: Bus error" in proc.stderr
+    assert proc.returncode == -signal.SIGBUS
+
+
+def test_guard_in_many_threads():
+    proc = run_python(setup=SETUP, code="""
+        import threading
+        m = mmio.open(path)
+        os.truncate(path, 4 * PAGE)
+        counts = []
+        def work():
+            n = 0
+            for _ in range(200):
+                try:
+                    m[4 * PAGE:6 * PAGE]
+                except mmio.MappingFaultError:
+                    n += 1
+                assert m[0:PAGE] == bytes(range(256)) * (PAGE // 256)
+            counts.append(n)
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        [t.start() for t in threads]; [t.join() for t in threads]
+        print(counts)
+    """)
+    assert proc.stdout.strip() == "[200, 200, 200, 200]"
+
+
+def test_populate_checks_a_whole_file():
+    with mmio.anonymous(64 * PAGE) as m:
+        m.populate(write=True, threads=3)
+        assert m.residency().fraction == 1.0
+    import pytest
+    with mmio.anonymous(PAGE) as m:
+        with pytest.raises(ValueError, match="threads"):
+            m.populate(threads=0)
+    with mmio.open("/dev/zero", length=PAGE) as m:
+        with pytest.raises(TypeError, match="writable"):
+            m.populate(write=True)
