@@ -4,7 +4,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["_errors", "_constants", "_guard", "_residency", "_mapping"]
+MODULES = ["_errors", "_constants", "_guard", "_residency", "_mapping", "_process"]
 C_SOURCES = {"_guard": ["mmio/src/sigbus.c"]}
 
 extensions = [

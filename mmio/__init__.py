@@ -11,6 +11,8 @@ with it (advice, residency).  See the README for a tour.
 from ._mapping import Mapping, anonymous, open
 from ._errors import MappingFaultError
 from ._flags import PAGE_SIZE, Advice, Prot
+from ._limits import memlock_limit
+from ._process import lock_all, unlock_all
 from ._residency import Residency
 
 __version__ = "0.1.0"
@@ -23,5 +25,8 @@ __all__ = [
     "Prot",
     "Residency",
     "anonymous",
+    "lock_all",
+    "memlock_limit",
     "open",
+    "unlock_all",
 ]

@@ -24,7 +24,8 @@ cdef class Mapping:
     cdef str _mode
     cdef bint _shared
     cdef bint _anonymous
-    cdef int _prot
+    cdef int _prot                # protection of every page, unless _page_prot says otherwise
+    cdef bytearray _page_prot     # one protection per page once protect() made them differ
     cdef Py_ssize_t _exports
     cdef Py_ssize_t _buffer_shape[1]
     cdef Py_ssize_t _buffer_strides[1]
@@ -37,9 +38,16 @@ cdef class Mapping:
 
     # internal
     cdef int _unmap(self) except -1
-    cdef object _make_array(self, object descr, tuple dims, Py_ssize_t offset, bint fortran)
+    cdef object _make_array(self, object descr, tuple dims, Py_ssize_t offset, bint fortran,
+                            bint writable)
+    cdef int _prot_of(self, Py_ssize_t start, Py_ssize_t count) except -1
+    cdef int _require(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, int needed) except -1
+    cdef int _record_prot(self, size_t first, size_t end, int prot) except -1
+    cdef int _range_call(self, int call, Py_ssize_t start, Py_ssize_t count, int flags,
+                         str attempted) except -1
     cdef bytes _read(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n)
-    cdef int _write(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, object value) except -1
+    cdef int _write_slice(self, slice key, object value) except -1
+    cdef int _check_writable(self) except -1
     cdef bint _discards(self, object advice)
     cdef int _madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
     cdef int _populate(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1

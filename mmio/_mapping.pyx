@@ -8,6 +8,8 @@ counts what it handed out so that ``close()`` can refuse while any view lives.
 import operator
 import os
 
+cimport cython
+
 import numpy as np
 
 cimport numpy as cnp
@@ -16,13 +18,15 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBuffer_IsCon
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.number cimport PyNumber_AsSsize_t
 from cpython.ref cimport Py_INCREF
+cdef extern from "Python.h":
+    Py_ssize_t PY_SSIZE_T_MAX
 
 from . cimport _posix
 from . cimport _guard
 from ._errors cimport raise_errno, raise_oserror
 from ._errors import MappingFaultError
 from ._residency cimport mincore_pages
-from ._flags import Advice
+from ._flags import Advice, Prot
 from ._residency import Residency
 
 cnp.import_array()
@@ -51,6 +55,7 @@ cdef inline size_t page_ceil(size_t x) noexcept nogil:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
 
+@cython.no_gc_clear  # __dealloc__ must still see the mapping to give its export back
 cdef class MappingExport:
     """The ``.base`` of every array handed out by :meth:`Mapping.array`.
 
@@ -135,8 +140,9 @@ cdef class Mapping:
     cdef int resolve_range(self, object offset, object length,
                            Py_ssize_t* start, Py_ssize_t* count) except -1:
         """Check ``offset``/``length`` (None = to the end) against the mapping."""
-        self.check_open()
         offset = operator.index(offset)  # Python ints: no overflow before the checks
+        length = None if length is None else operator.index(length)
+        self.check_open()  # after the conversions: __index__ may run code that closes us
         if offset < 0:
             raise ValueError(f"offset must not be negative, got {offset}")
         if offset > self.length:
@@ -144,7 +150,6 @@ cdef class Mapping:
         if length is None:
             length = self.length - offset
         else:
-            length = operator.index(length)
             if length < 0:
                 raise ValueError(f"length must not be negative, got {length}")
             if length > self.length - offset:
@@ -175,8 +180,11 @@ cdef class Mapping:
         self.check_open()
         return self
 
-    def __exit__(self, *exc_info):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        elif self._exports == 0:  # leave a failing block's own exception alone
+            self._unmap()
 
     def __reduce__(self):
         raise TypeError("cannot pickle a Mapping; pickle its path and range and map again")
@@ -218,7 +226,15 @@ cdef class Mapping:
     @property
     def readonly(self):
         """``True`` when the memory cannot be written through this mapping."""
-        return not (self._prot & _posix.PROT_WRITE)
+        return not (self._prot_of(0, self.length) & _posix.PROT_WRITE)
+
+    @property
+    def protection(self):
+        """The current protection of the whole mapping (:class:`Prot`), as set by :meth:`protect`.
+
+        Where parts of the mapping differ, the permissions every page has.
+        """
+        return Prot(self._prot_of(0, self.length))
 
     def __len__(self):
         self.check_open()
@@ -235,16 +251,17 @@ cdef class Mapping:
 
     def __getbuffer__(self, Py_buffer* view, int flags):
         self.check_open()
-        if flags & PyBUF_WRITABLE and not (self._prot & _posix.PROT_WRITE):
+        cdef int prot = self._prot_of(0, self.length)
+        if flags & PyBUF_WRITABLE and not (prot & _posix.PROT_WRITE):
             raise BufferError("mapping is read-only")
-        if not (self._prot & _posix.PROT_READ) and self.length:
-            raise BufferError("mapping is not readable (protection is PROT_NONE)")
+        if not (prot & _posix.PROT_READ) and self.length:
+            raise BufferError("part of the mapping is not readable (protection PROT_NONE)")
         self._buffer_shape[0] = self.length
         self._buffer_strides[0] = 1
         view.buf = self.data
         view.obj = self
         view.len = self.length
-        view.readonly = not (self._prot & _posix.PROT_WRITE)
+        view.readonly = not (prot & _posix.PROT_WRITE)
         view.itemsize = 1
         view.format = NULL
         if flags & PyBUF_FORMAT:
@@ -261,7 +278,7 @@ cdef class Mapping:
 
     # ---- arrays -----------------------------------------------------------------------
 
-    def array(self, dtype="u1", shape=None, Py_ssize_t offset=0, order="C"):
+    def array(self, dtype="u1", shape=None, offset=0, order="C"):
         """A plain ``numpy.ndarray`` over the mapping, without copying.
 
         Parameters
@@ -293,7 +310,7 @@ cdef class Mapping:
         ...     a.shape, a.base.mapping is m
         ((8,), True)
         """
-        self.check_open()
+        # Every conversion first (they may run Python code), then the checks against the mapping.
         descr = np.dtype(dtype)
         if descr.hasobject:
             raise ValueError(f"cannot map dtype {descr} : it holds Python objects")
@@ -301,18 +318,28 @@ cdef class Mapping:
             raise ValueError(f"cannot map dtype {descr}: its items have no size")
         if order not in ("C", "F"):
             raise ValueError(f"order must be 'C' or 'F', not {order!r}")
+        offset = operator.index(offset)
+        dims = None if shape is None else _plain_shape(shape)
+        self.check_open()
         if offset < 0 or offset > self.length:
             raise ValueError(f"offset {offset} is outside the mapping of {self.length} bytes")
-        if not (self._prot & _posix.PROT_READ) and self.length:
-            raise ValueError("mapping is not readable (protection is PROT_NONE)")
         available = self.length - offset
-        if shape is None:
+        if dims is None:
             dims = (available // descr.itemsize,)
-        else:
-            dims = _checked_shape(shape, descr, available, offset)
-        return self._make_array(descr, dims, offset, order == "F")
+        nbytes = descr.itemsize
+        for d in dims:
+            nbytes *= d
+        if nbytes > available:
+            raise ValueError(f"shape {dims} of {descr} needs {nbytes} bytes but the mapping has "
+                             f"{available} bytes from offset {offset}")
+        cdef int prot = self._prot_of(offset, nbytes)
+        if nbytes and not (prot & _posix.PROT_READ):
+            raise PermissionError(_posix.EACCES, f"cannot hand out an array over [{offset}, "
+                                  f"{offset + nbytes}): part of it is protected PROT_NONE")
+        return self._make_array(descr, dims, offset, order == "F", prot & _posix.PROT_WRITE)
 
-    cdef object _make_array(self, object descr, tuple dims, Py_ssize_t offset, bint fortran):
+    cdef object _make_array(self, object descr, tuple dims, Py_ssize_t offset, bint fortran,
+                            bint writable):
         cdef cnp.npy_intp c_dims[32]
         cdef int nd = len(dims), i
         if nd > 32:
@@ -320,7 +347,7 @@ cdef class Mapping:
         for i in range(nd):
             c_dims[i] = dims[i]
         cdef int flags = cnp.NPY_ARRAY_F_CONTIGUOUS if fortran else cnp.NPY_ARRAY_C_CONTIGUOUS
-        if self._prot & _posix.PROT_WRITE:
+        if writable:
             flags |= cnp.NPY_ARRAY_WRITEABLE
         export = MappingExport(self)
         cdef cnp.dtype c_descr = descr
@@ -333,34 +360,38 @@ cdef class Mapping:
     # ---- indexing ---------------------------------------------------------------------
 
     def __getitem__(self, key):
+        # Convert the key first: __index__ may run Python code (even close() this mapping).
+        key = _plain_key(key)
         self.check_open()
         cdef Py_ssize_t i, start, stop, step, n
         if isinstance(key, slice):
             start, stop, step = key.indices(self.length)
             n = len(range(start, stop, step))
+            self._require(start, step, n, _posix.PROT_READ)
             return self._read(start, step, n)
         i = _checked_index(key, self.length)
+        self._require(i, 1, 1, _posix.PROT_READ)
         cdef unsigned char byte
         self._copy(<char*>&byte, 1, self.data + i, 1, 1, "read")
         return byte
 
     def __setitem__(self, key, value):
-        self.check_open()
-        if not (self._prot & _posix.PROT_WRITE):
-            raise TypeError("mapping is read-only")
-        cdef Py_ssize_t i, start, stop, step, n
+        key = _plain_key(key)
         if isinstance(key, slice):
-            start, stop, step = key.indices(self.length)
-            n = len(range(start, stop, step))
-            self._write(start, step, n, value)
+            self._write_slice(key, value)
             return
-        i = _checked_index(key, self.length)
-        if not isinstance(value, int):
-            raise TypeError(f"a single byte must be an int, not {type(value).__name__}")
-        if not 0 <= value <= 255:
-            raise ValueError(f"a byte must be in range(0, 256), not {value}")
+        value = _byte_value(value)
+        self._check_writable()
+        cdef Py_ssize_t i = _checked_index(key, self.length)
+        self._require(i, 1, 1, _posix.PROT_WRITE)
         cdef unsigned char byte = value
         self._copy(self.data + i, 1, <char*>&byte, 1, 1, "write")
+
+    cdef int _check_writable(self) except -1:
+        self.check_open()
+        if not (self._prot & _posix.PROT_WRITE) and self._page_prot is None:
+            raise TypeError("mapping is read-only")
+        return 0
 
     cdef bytes _read(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n):
         out = PyBytes_FromStringAndSize(NULL, n)
@@ -399,19 +430,191 @@ cdef class Mapping:
             "(was the file truncated?)",
             *((self._path,) if self._path is not None else ()), offset=offset)
 
-    cdef int _write(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, object value) except -1:
+    cdef int _write_slice(self, slice key, object value) except -1:
         cdef Py_buffer source
-        PyObject_GetBuffer(value, &source, 0)
+        cdef Py_ssize_t start, stop, step, n
+        PyObject_GetBuffer(value, &source, 0)  # may run Python code: check the mapping after it
         try:
+            self._check_writable()
+            start, stop, step = key.indices(self.length)
+            n = len(range(start, stop, step))
             if not PyBuffer_IsContiguous(&source, b"A"):
                 raise ValueError("the data to assign must be contiguous")
             if source.len != n:
                 raise ValueError(f"cannot assign {source.len} bytes to a slice of {n} bytes; "
                                  "a mapping never changes size")
+            self._require(start, step, n, _posix.PROT_WRITE)
             self._copy(self.data + start, step, <char*>source.buf, 1, n, "write")
         finally:
             PyBuffer_Release(&source)
         return 0
+
+    # ---- protection ------------------------------------------------------------------------
+
+    cdef int _prot_of(self, Py_ssize_t start, Py_ssize_t count) except -1:
+        """The permissions every page under ``[start, start+count)`` has."""
+        if self._page_prot is None or count <= 0:
+            return self._prot
+        cdef const unsigned char[:] pages = self._page_prot
+        cdef size_t first = (<size_t>(self.data + start) - <size_t>self._base) // PAGE
+        cdef size_t last = (<size_t>(self.data + start + count - 1) - <size_t>self._base) // PAGE
+        cdef int prot = 0xFF
+        cdef size_t i
+        for i in range(first, last + 1):
+            prot &= pages[i]
+        return prot
+
+    cdef int _require(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, int needed) except -1:
+        """Refuse to touch pages whose protection lacks ``needed`` (instead of a SIGSEGV)."""
+        if n <= 0 or self._page_prot is None and (self._prot & needed) == needed:
+            return 0
+        cdef Py_ssize_t lo = start if step > 0 else start + (n - 1) * step
+        cdef Py_ssize_t span = (n - 1) * (step if step > 0 else -step) + 1
+        if (self._prot_of(lo, span) & needed) == needed:
+            return 0
+        if needed & _posix.PROT_WRITE:
+            raise TypeError(f"cannot write [{lo}, {lo + span}): that part of the mapping is "
+                            "protected read-only (see protect())")
+        raise PermissionError(_posix.EACCES, f"cannot read [{lo}, {lo + span}): that part of "
+                              "the mapping is protected PROT_NONE (see protect())")
+
+    def protect(self, prot, offset=0, length=None, *, unsafe=False):
+        """Change the protection of a range (``mprotect(2)``), widened to whole pages.
+
+        Parameters
+        ----------
+        prot : Prot or str
+            ``"none"``, ``"r"``, ``"rw"``, ``"rwx"`` or :class:`Prot` flags.
+        offset, length : int
+            The range.
+        unsafe : bool
+            Allow removing a permission while arrays or memoryviews are alive
+            (touching them afterwards kills the process with SIGSEGV).
+
+        Raises
+        ------
+        PermissionError
+            The mapping's mode does not allow ``prot`` (writing a ``"r"`` mapping).
+        BufferError
+            A permission would be removed while buffers are exported.
+
+        Examples
+        --------
+        >>> with mmio.anonymous(mmio.PAGE_SIZE) as m:
+        ...     m.protect("r")
+        ...     m.readonly
+        True
+        """
+        prot = Prot.parse(prot)
+        cdef Py_ssize_t start, count
+        self.resolve_range(offset, length, &start, &count)
+        if prot & Prot.WRITE and self._mode == "r":
+            raise_oserror(_posix.EACCES, "cannot make a mode 'r' mapping writable; open it with "
+                          "'r+' (writes reach the file) or 'c' (private copy)", self._path)
+        if count == 0:
+            return
+        cdef int removed = self._prot_of(start, count) & ~<int>prot
+        if removed & (_posix.PROT_READ | _posix.PROT_WRITE) and self._exports and not unsafe:
+            raise BufferError(f"cannot remove {Prot(removed & 3)!r} while {self._exports} "
+                              "array(s)/memoryview(s) are alive: touching them would crash; "
+                              "delete them or pass unsafe=True")
+        cdef size_t first = page_floor(<size_t>(self.data + start))
+        cdef size_t end = page_ceil(<size_t>(self.data + start + count))
+        cdef int rc, err = 0, c_prot = prot
+        with nogil:
+            rc = _posix.mprotect(<void*>first, end - first, c_prot)
+            if rc != 0:
+                err = _posix.errno
+        if rc != 0:
+            raise_oserror(err, f"could not change the protection to {prot!r}", self._path)
+        self._record_prot((first - <size_t>self._base) // PAGE, (end - <size_t>self._base) // PAGE, c_prot)
+
+    cdef int _record_prot(self, size_t first, size_t end, int prot) except -1:
+        cdef size_t npages = self._map_length // PAGE + (1 if self._map_length % PAGE else 0)
+        if first == 0 and end >= npages:
+            self._page_prot = None
+            self._prot = prot
+            return 0
+        if self._page_prot is None:
+            self._page_prot = bytearray([self._prot]) * npages
+        self._page_prot[first:end] = bytes([prot]) * (end - first)
+        if <size_t>self._page_prot.count(self._page_prot[0]) == npages:
+            self._prot = self._page_prot[0]
+            self._page_prot = None
+        return 0
+
+    # ---- sync and locking ------------------------------------------------------------------
+
+    def sync(self, offset=0, length=None, *, wait=True, invalidate=False):
+        """Write changed pages of a range back to the file (``msync(2)``).
+
+        Parameters
+        ----------
+        offset, length : int
+            The range (widened to whole pages).
+        wait : bool
+            ``True``: MS_SYNC, return once the data is on the device (GIL released
+            meanwhile).  ``False``: MS_ASYNC, schedule the write-back and return.
+        invalidate : bool
+            Also MS_INVALIDATE other mappings of the file.
+
+        Examples
+        --------
+        >>> with mmio.open("/tmp/mmio-doc.bin", "w+", size=10) as m:
+        ...     m[:2] = b"hi"
+        ...     m.sync()
+        """
+        cdef Py_ssize_t start, count
+        self.resolve_range(offset, length, &start, &count)
+        cdef int flags = (_posix.MS_SYNC if wait else _posix.MS_ASYNC) | (
+            _posix.MS_INVALIDATE if invalidate else 0)
+        self._range_call(_MSYNC, start, count, flags, "could not sync the mapping to its file")
+
+    def lock(self, offset=0, length=None, *, on_fault=False):
+        """Keep the pages of a range in RAM (``mlock(2)``; ``mlock2(MLOCK_ONFAULT)`` with ``on_fault``).
+
+        ``on_fault=True`` locks pages as they are first touched instead of
+        faulting them all in now.
+
+        Raises
+        ------
+        PermissionError, OSError
+            ``RLIMIT_MEMLOCK`` refused the lock; the message gives the limit, how
+            much this process has locked already (VmLck) and how to raise it.
+        """
+        cdef Py_ssize_t start, count
+        self.resolve_range(offset, length, &start, &count)
+        self._range_call(_MLOCK2 if on_fault else _MLOCK, start, count, _posix.MLOCK_ONFAULT,
+                         "could not lock the mapping in memory")
+
+    def unlock(self, offset=0, length=None):
+        """Let the kernel page out a locked range again (``munlock(2)``)."""
+        cdef Py_ssize_t start, count
+        self.resolve_range(offset, length, &start, &count)
+        self._range_call(_MUNLOCK, start, count, 0, "could not unlock the mapping")
+
+    cdef int _range_call(self, int call, Py_ssize_t start, Py_ssize_t count, int flags,
+                         str attempted) except -1:
+        """Run one page-range syscall with the GIL released; raise on failure."""
+        if count == 0:
+            return 0
+        cdef void* first = <void*>page_floor(<size_t>(self.data + start))
+        cdef size_t n = page_ceil(<size_t>(self.data + start + count)) - <size_t>first
+        cdef int rc = 0, err = 0
+        self.acquire()
+        try:
+            with nogil:
+                rc = range_syscall(call, first, n, flags)
+                if rc != 0:
+                    err = _posix.errno
+        finally:
+            self.release()
+        if rc == 0:
+            return 0
+        if call in (_MLOCK, _MLOCK2) and err in (_posix.ENOMEM, _posix.EPERM, _posix.EAGAIN):
+            from ._limits import memlock_hint
+            attempted = f"{attempted} ({memlock_hint(n)})"
+        raise_oserror(err, attempted, self._path)
 
     # ---- advice and residency -----------------------------------------------------------
 
@@ -444,9 +647,9 @@ cdef class Mapping:
         cdef Py_ssize_t start, count
         self.resolve_range(offset, length, &start, &count)
         if not discard and self._discards(advice):
-            raise ValueError(f"advice {advice.name} throws away the data of this "
-                             f"{'private' if not self._shared else 'anonymous'} memory; "
-                             "pass discard=True if that is what you want")
+            what = ("punches a hole in the file" if advice == Advice.REMOVE and not self._anonymous
+                    else f"throws away the data of this {'private' if not self._shared else 'anonymous'} memory")
+            raise ValueError(f"advice {advice.name} {what}; pass discard=True if that is what you want")
         self._madvise(advice, start, count)
 
     cdef bint _discards(self, object advice):
@@ -460,12 +663,20 @@ cdef class Mapping:
         cdef size_t first = page_floor(<size_t>(self.data + start))
         cdef size_t end = page_ceil(<size_t>(self.data + start + count))
         cdef int rc, err = 0, value = advice
-        with nogil:
-            rc = _posix.madvise(<void*>first, end - first, value)
-            if rc != 0:
-                err = _posix.errno
+        self.acquire()  # another thread's close() must not unmap (and reuse) the range meanwhile
+        try:
+            with nogil:
+                rc = _posix.madvise(<void*>first, end - first, value)
+                if rc != 0:
+                    err = _posix.errno
+        finally:
+            self.release()
         if rc != 0:
-            hint = f" (MADV_{advice.name} needs Linux {advice.since} or newer)" if err == _posix.EINVAL else ""
+            hint = ""
+            if err == _posix.EINVAL and _kernel_older_than(advice.since):
+                hint = f" (MADV_{advice.name} needs Linux {advice.since} or newer)"
+            elif err == _posix.EINVAL:
+                hint = f" (the kernel does not allow MADV_{advice.name} on this mapping)"
             raise_oserror(err, f"could not apply advice {advice.name}{hint}", self._path)
         return 0
 
@@ -486,7 +697,11 @@ cdef class Mapping:
         """
         cdef Py_ssize_t start, count
         self.resolve_range(offset, length, &start, &count)
-        pages = mincore_pages(self.data + start, count, self._path)
+        self.acquire()
+        try:
+            pages = mincore_pages(self.data + start, count, self._path)
+        finally:
+            self.release()
         origin = start - <Py_ssize_t>((<size_t>(self.data + start)) & (PAGE - 1))
         return Residency(pages, PAGE, start, count, origin)
 
@@ -552,8 +767,48 @@ cdef class Mapping:
         return 0
 
 
+cdef enum:
+    _MSYNC, _MLOCK, _MLOCK2, _MUNLOCK
+
+
+cdef int range_syscall(int call, void* start, size_t n, int flags) noexcept nogil:
+    if call == _MSYNC:
+        return _posix.msync(start, n, flags)
+    if call == _MLOCK:
+        return _posix.mlock(start, n)
+    if call == _MLOCK2:
+        return _posix.mlock2(start, n, flags)
+    return _posix.munlock(start, n)
+
+
+def _kernel_older_than(version):
+    """Whether the running kernel is older than ``version`` ("5.14")."""
+    running = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    return running < tuple(int(x) for x in version.split("."))
+
+
+cdef object _plain_key(object key):
+    """An int or a slice of ints (None kept), with every __index__ already called."""
+    if isinstance(key, slice):
+        return slice(*[None if x is None else operator.index(x) for x in (key.start, key.stop, key.step)])
+    try:
+        return operator.index(key)
+    except TypeError:
+        raise TypeError(f"mapping indices must be integers or slices, not {type(key).__name__}") from None
+
+
+cdef int _byte_value(object value) except -1:
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"a single byte must be an int, not {type(value).__name__}") from None
+    if not 0 <= value <= 255:
+        raise ValueError(f"a byte must be in range(0, 256), not {value}")
+    return value
+
+
 cdef Py_ssize_t _checked_index(object key, Py_ssize_t length) except -1:
-    cdef Py_ssize_t i = PyNumber_AsSsize_t(operator.index(key), IndexError)
+    cdef Py_ssize_t i = PyNumber_AsSsize_t(key, IndexError)
     if i < 0:
         i += length
     if i < 0 or i >= length:
@@ -561,19 +816,19 @@ cdef Py_ssize_t _checked_index(object key, Py_ssize_t length) except -1:
     return i
 
 
-def _checked_shape(shape, cnp.dtype descr, Py_ssize_t available, Py_ssize_t offset):
-    dims = (shape,) if isinstance(shape, int) else tuple(shape)
-    nbytes = descr.itemsize
+cdef tuple _plain_shape(object shape):
+    """The shape as a tuple of non-negative ints that fit a C array dimension."""
+    dims = (shape,) if not hasattr(shape, "__iter__") else tuple(shape)
+    try:
+        dims = tuple(operator.index(d) for d in dims)
+    except TypeError:
+        raise TypeError(f"shape entries must be integers, got {shape!r}") from None
     for d in dims:
-        if not isinstance(d, int) and not hasattr(d, "__index__"):
-            raise TypeError(f"shape entries must be integers, not {type(d).__name__}")
         if d < 0:
             raise ValueError(f"shape {dims} has a negative dimension")
-        nbytes *= d
-    if nbytes > available:
-        raise ValueError(f"shape {dims} of {descr} needs {nbytes} bytes but the mapping has "
-                         f"{available} bytes from offset {offset}")
-    return tuple(int(d) for d in dims)
+        if d > PY_SSIZE_T_MAX:
+            raise ValueError(f"shape {dims} has a dimension too large to address")
+    return dims
 
 
 # ---- constructors -------------------------------------------------------------------------
@@ -624,7 +879,7 @@ def open(target, mode="r", *, offset=0, length=None, size=None,
     ...     m.array("f8").sum()
     np.float64(6.0)
     """
-    mode = _MODE_ALIASES.get(mode, mode) if isinstance(mode, str) else mode
+    mode = _MODE_ALIASES.get(mode.lower(), mode.lower()) if isinstance(mode, str) else mode
     if mode not in _MODES:
         raise ValueError(f"mode must be one of 'r', 'r+', 'c', 'w+', not {mode!r}")
     offset = operator.index(offset)
@@ -642,8 +897,14 @@ def open(target, mode="r", *, offset=0, length=None, size=None,
     elif size is not None:
         raise ValueError(f"size= is only for mode 'w+' (mode {mode!r} never resizes the file); "
                          "use length= to map part of a file")
+    for name, value in (("offset", offset), ("length", length), ("size", size)):
+        if value is not None and value > PY_SSIZE_T_MAX:
+            raise ValueError(f"{name} {value} is larger than any file can be")
     if advice is not None:
         advice = Advice.parse(advice)
+        if advice == Advice.REMOVE or (mode == "c" and advice in _DISCARDING):
+            raise ValueError(f"advice {advice.name} at open would throw data away; "
+                             "call advise(..., discard=True) on the mapping if that is what you want")
 
     cdef Mapping m = Mapping.__new__(Mapping)
     m._mode = mode
@@ -697,9 +958,12 @@ def anonymous(length, *, shared=True, populate=False, huge=False):
     ...     m[:5]
     b'hello'
     """
+    length = operator.index(length)
+    if length < 0:
+        raise ValueError(f"length must not be negative, got {length}")
+    if length > PY_SSIZE_T_MAX:
+        raise ValueError(f"length {length} is larger than the address space")
     cdef Py_ssize_t n = length
-    if n < 0:
-        raise ValueError(f"length must not be negative, got {n}")
     cdef Mapping m = Mapping.__new__(Mapping)
     m._anonymous = True
     m._shared = bool(shared)
@@ -747,7 +1011,10 @@ cdef int _take_target(Mapping m, object target, str mode) except -1:
 
 cdef int _open_path(object path, str mode) except -1:
     cdef bytes encoded = os.fsencode(path)
-    cdef int flags = _posix.O_CLOEXEC
+    if b"\0" in encoded:
+        raise ValueError(f"embedded null byte in path {path!r}")
+    # O_NONBLOCK: a FIFO must be refused (by fstat), not waited on; regular files ignore it.
+    cdef int flags = _posix.O_CLOEXEC | _posix.O_NONBLOCK
     if mode == "w+":
         flags |= _posix.O_RDWR | _posix.O_CREAT | _posix.O_TRUNC
     elif mode == "r+":

@@ -35,7 +35,7 @@ cdef extern from "<sys/mman.h>" nogil:
     int munlockall()
 
 cdef extern from "<fcntl.h>" nogil:
-    int O_RDONLY, O_WRONLY, O_RDWR, O_ACCMODE, O_CREAT, O_TRUNC, O_CLOEXEC
+    int O_RDONLY, O_WRONLY, O_RDWR, O_ACCMODE, O_CREAT, O_TRUNC, O_CLOEXEC, O_NONBLOCK
     int F_GETFL, F_DUPFD_CLOEXEC
     int POSIX_FADV_NORMAL, POSIX_FADV_SEQUENTIAL, POSIX_FADV_RANDOM
     int POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE
@@ -66,7 +66,7 @@ cdef extern from "<sys/stat.h>" nogil:
 
 cdef extern from "<errno.h>" nogil:
     int errno
-    int EINVAL, EINTR, ENOMEM, EACCES, EISDIR, ENODEV, EFAULT, ENOSYS
+    int EINVAL, EINTR, ENOMEM, EACCES, EISDIR, ENODEV, EFAULT, ENOSYS, EPERM, EAGAIN
 
 cdef extern from "<string.h>" nogil:
     void* memcpy(void* dest, const void* src, size_t n)

@@ -6,6 +6,13 @@ import argparse
 import sys
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmio", description="Memory-mapped file I/O for Linux.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -13,7 +20,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "demo", help="map a cold sample array and show residency and scan speed",
         description="Write a sample float64 file, evict it from the page cache, map it, "
                     "scan it twice and show residency and throughput; then clean up.")
-    demo.add_argument("--size", type=int, default=256, metavar="MIB",
+    demo.add_argument("--size", type=_positive_int, default=256, metavar="MIB",
                       help="size of the sample file in MiB (default 256)")
     demo.add_argument("--dir", default=None, help="where to create the temporary directory")
     return parser

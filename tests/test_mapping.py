@@ -331,3 +331,70 @@ def test_repr(data_file):
     m.close()
     assert repr(m) == f"<mmio.Mapping path={str(path)!r} mode='c' closed offset=7>"
     assert repr(mmio.anonymous(10)) == "<mmio.Mapping anonymous mode='r+' size=10>"
+
+
+# ---- hostile inputs (found in review) -------------------------------------------------------
+
+class ClosesOnIndex:
+    def __init__(self, mapping, value):
+        self.mapping, self.value = mapping, value
+
+    def __index__(self):
+        self.mapping.close()
+        return self.value
+
+
+@pytest.mark.parametrize("use", [
+    lambda m, k: m[k],
+    lambda m, k: m[0:k],
+    lambda m, k: m.__setitem__(slice(0, k), b"x" * 10),
+    lambda m, k: m.__setitem__(k, 1),
+    lambda m, k: m.array("u1", shape=(k,)),
+    lambda m, k: m.array("u1", offset=k),
+    lambda m, k: m.residency(k),
+    lambda m, k: m.advise("normal", k),
+    lambda m, k: m.protect("r", k),
+    lambda m, k: m.protect("r", 0, k),
+    lambda m, k: m.sync(k),
+    lambda m, k: m.lock(0, k),
+    lambda m, k: m.populate(k),
+])
+def test_python_code_that_closes_the_mapping_mid_call(use):
+    m = mmio.anonymous(PAGE)
+    with pytest.raises(ValueError, match="closed"):
+        use(m, ClosesOnIndex(m, 10))
+
+
+def test_export_is_returned_when_a_cycle_holding_it_is_collected():
+    m = mmio.anonymous(PAGE)
+    base = m.array().base
+    cycle = [base]
+    cycle.append(cycle)
+    del base, cycle
+    gc.collect()
+    m.close()
+
+
+def test_exception_in_with_block_is_not_masked_by_live_exports():
+    with pytest.raises(KeyError):
+        with mmio.anonymous(PAGE) as m:
+            kept = m.array()
+            raise KeyError("the real error")
+    assert not m.closed
+    del kept
+    m.close()
+
+
+def test_numpy_integers_as_bytes_and_indices():
+    with mmio.anonymous(PAGE) as m:
+        m[np.int64(3)] = np.uint8(200)
+        assert m[np.int32(3)] == 200
+        with pytest.raises(ValueError, match="range"):
+            m[0] = np.int64(300)
+
+
+@pytest.mark.parametrize("kwargs", [{"offset": 2 ** 70}, {"shape": (0, 2 ** 70)}])
+def test_array_huge_numbers_are_value_errors(kwargs):
+    with mmio.anonymous(PAGE) as m:
+        with pytest.raises(ValueError):
+            m.array(**kwargs)

@@ -265,8 +265,8 @@ def test_unaligned_offsets(data_file, offset):
     ({"offset": -1}, "offset must not be negative"),
     ({"length": -1}, "length must not be negative"),
     ({"offset": 3 * PAGE + 124}, "past the end of the file"),
-    ({"offset": 2 ** 80}, "past the end of the file"),
-    ({"length": 2 ** 80}, "outside the file"),
+    ({"offset": 2 ** 80}, "larger than any file"),
+    ({"length": 2 ** 80}, "larger than any file"),
     ({"offset": 10, "length": 3 * PAGE + 114}, "outside the file of 12411 bytes"),
 ])
 def test_bad_ranges(data_file, kwargs, message):
@@ -363,3 +363,44 @@ def test_anonymous_across_fork(shared):
 def test_anonymous_populate_resident():
     with mmio.anonymous(16 * PAGE, populate=True) as m:
         assert m.residency().resident == 16
+
+
+# ---- hostile inputs (found in review) -------------------------------------------------------
+
+def test_nul_byte_in_path_is_refused_before_anything_is_opened(data_file):
+    path, payload = data_file
+    with pytest.raises(ValueError, match="null byte"):
+        mmio.open(str(path) + "\0.new", "w+", size=0)
+    assert path.read_bytes() == payload
+
+
+def test_discarding_advice_at_open_is_refused(data_file):
+    path, payload = data_file
+    for mode, advice in (("r+", "remove"), ("c", "dontneed"), ("c", "free")):
+        with pytest.raises(ValueError, match="throw data away"):
+            mmio.open(path, mode, advice=advice)
+    assert path.read_bytes() == payload
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError) as info:
+        mmio.open(fifo)
+    assert info.value.errno == errno.ENODEV
+
+
+def test_mode_is_case_insensitive(data_file):
+    with mmio.open(data_file[0], "R+") as m:
+        assert m.mode == "r+"
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: mmio.open("/dev/zero", offset=2 ** 70, length=10),
+    lambda p: mmio.open("/dev/zero", length=2 ** 70),
+    lambda p: mmio.open(p, "w+", size=2 ** 70),
+    lambda p: mmio.anonymous(2 ** 63),
+])
+def test_huge_numbers_are_value_errors(tmp_path, call):
+    with pytest.raises(ValueError, match="larger than"):
+        call(tmp_path / "f")

@@ -117,7 +117,7 @@ def test_cli_demo_runs_and_cleans_up(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("argv, status", [(["demo", "--size", "0"], 1), (["nonsense"], 2), ([], 2)])
+@pytest.mark.parametrize("argv, status", [(["demo", "--size", "0"], 2), (["demo", "--dir", "/nonexistent/dir"], 1), (["nonsense"], 2), ([], 2)])
 def test_cli_exit_status(argv, status):
     proc = subprocess.run([sys.executable, "-m", "mmio", *argv], capture_output=True, text=True)
     assert proc.returncode == status

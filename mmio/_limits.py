@@ -1,0 +1,45 @@
+"""What the process may lock in memory, for error messages and ``memlock_limit()``."""
+
+from __future__ import annotations
+
+import resource
+
+
+def memlock_limit() -> int | None:
+    """The soft ``RLIMIT_MEMLOCK`` in bytes, or ``None`` when unlimited.
+
+    Processes with ``CAP_IPC_LOCK`` (such as root) may lock more than this.
+
+    Examples
+    --------
+    >>> import mmio
+    >>> limit = mmio.memlock_limit()
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def locked_bytes() -> int:
+    """Bytes this process has locked now (``VmLck`` of ``/proc/self/status``)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmLck:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _size_text(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
+    return f"{n} bytes"
+
+
+def memlock_hint(requested: int) -> str:
+    """Explain an mlock refusal: the limit, what is locked already, and how to raise it."""
+    limit = memlock_limit()
+    limit_text = "unlimited" if limit is None else _size_text(limit)
+    return (f"asked to lock {_size_text(requested)}; RLIMIT_MEMLOCK is {limit_text} and this process "
+            f"has {_size_text(locked_bytes())} locked already (VmLck); raise the limit with "
+            "`ulimit -l`, LimitMEMLOCK= in a systemd unit or /etc/security/limits.conf, "
+            "or grant CAP_IPC_LOCK")

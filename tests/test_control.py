@@ -1,0 +1,212 @@
+"""protect, sync, lock: ranges at and inside page boundaries, refusals, and the seed programs."""
+
+import errno
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import mmio
+from conftest import run_python, vm_flags
+
+PAGE = mmio.PAGE_SIZE
+
+
+def maps_line(address):
+    for line in open("/proc/self/maps"):
+        lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+        if lo <= address < hi:
+            return line.split()
+    raise LookupError(hex(address))
+
+
+# ---- protect -------------------------------------------------------------------------------
+
+def test_t_mprotect_sequence():
+    """The seed's t_mprotect: a PROT_NONE shared anonymous region, then read/write."""
+    m = mmio.anonymous(4 * PAGE)
+    m.protect("none")
+    assert maps_line(m.address)[1] == "---s"
+    assert m.protection == mmio.Prot.NONE
+    with pytest.raises(PermissionError, match="PROT_NONE"):
+        m[0]
+    with pytest.raises(TypeError, match="read-only"):
+        m[0] = 1
+    with pytest.raises(BufferError):
+        memoryview(m)
+    with pytest.raises(PermissionError):
+        m.array()
+    m.protect(mmio.Prot.READ | mmio.Prot.WRITE)
+    assert maps_line(m.address)[1] == "rw-s"
+    m[0] = 7
+    assert m[0] == 7
+    m.close()
+
+
+@pytest.mark.parametrize("offset, length, pages", [
+    (0, PAGE, {0}), (1, 1, {0}), (PAGE - 1, 2, {0, 1}), (PAGE, PAGE, {1}), (3 * PAGE + 5, None, {3}),
+])
+def test_protect_ranges_cover_the_pages_they_touch(offset, length, pages):
+    with mmio.anonymous(4 * PAGE) as m:
+        m.protect("r", offset, length)
+        for page in range(4):
+            perms = maps_line(m.address + page * PAGE)[1]
+            assert perms == ("r--s" if page in pages else "rw-s"), page
+            if page in pages:
+                with pytest.raises(TypeError, match="protected read-only"):
+                    m[page * PAGE] = 1
+                assert m[page * PAGE] == 0
+            else:
+                m[page * PAGE] = 1
+        assert m.readonly and not m.array("u1", offset=max(pages) * PAGE + PAGE if max(pages) < 3 else 0,
+                                        shape=0).flags.writeable is None
+        m.protect("rw")
+        assert not m.readonly and m.array().flags.writeable
+
+
+def test_protect_partial_array_honours_the_pages_under_it():
+    with mmio.anonymous(3 * PAGE) as m:
+        m.protect("none", PAGE, PAGE)
+        first = m.array("u1", shape=PAGE)
+        assert first.flags.writeable
+        with pytest.raises(PermissionError):
+            m.array("u1", shape=PAGE + 1)
+        with pytest.raises(PermissionError):
+            m[PAGE - 1:PAGE + 1]
+        assert m[2 * PAGE:2 * PAGE + 2] == b"\0\0"
+        with pytest.raises(BufferError):
+            memoryview(m)
+        del first
+        m.protect("rw")
+
+
+def test_protect_refusals(data_file):
+    path, _ = data_file
+    with mmio.open(path) as m:
+        with pytest.raises(PermissionError, match="cannot make a mode 'r' mapping writable") as info:
+            m.protect("rw")
+        assert info.value.errno == errno.EACCES and info.value.filename == str(path)
+        m.protect("r")  # no change, fine
+        with pytest.raises(ValueError, match="not a protection"):
+            m.protect("rwz")
+        with pytest.raises(ValueError, match="outside"):
+            m.protect("r", PAGE, 10 * PAGE)
+    with mmio.anonymous(2 * PAGE) as m:
+        arr = m.array()
+        with pytest.raises(BufferError, match="unsafe=True"):
+            m.protect("r")
+        with pytest.raises(BufferError):
+            m.protect("none", PAGE)
+        m.protect("rwx")  # adding a permission is always safe
+        m.protect("r", unsafe=True)
+        assert maps_line(m.address)[1] == "r--s"
+        assert arr[0] == 0  # reading is still allowed
+        m.protect("rw")
+        del arr
+
+
+def test_copy_on_write_may_become_writable_again(data_file):
+    path, payload = data_file
+    with mmio.open(path, "c") as m:
+        m.protect("r")
+        assert m.readonly
+        m.protect("rw")
+        m[0] = 99
+    assert path.read_bytes() == payload
+
+
+# ---- sync ----------------------------------------------------------------------------------
+
+def test_sync_survives_sigkill(tmp_path):
+    path = tmp_path / "durable.bin"
+    proc = run_python(f"""
+        import os, signal, mmio
+        m = mmio.open({str(path)!r}, "w+", size=3 * mmio.PAGE_SIZE)
+        m[mmio.PAGE_SIZE - 2:mmio.PAGE_SIZE + 3] = b"hello"
+        m.sync(mmio.PAGE_SIZE - 2, 5)
+        m[0:3] = b"abc"
+        m.sync(wait=False)
+        m.sync(invalidate=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    data = path.read_bytes()
+    assert data[PAGE - 2:PAGE + 3] == b"hello" and data[:3] == b"abc"
+
+
+def test_sync_ranges_and_errors(data_file):
+    with mmio.open(data_file[0], "r+") as m:
+        m.sync(PAGE - 1, 2)
+        m.sync(len(m), 0)
+        with pytest.raises(ValueError, match="outside"):
+            m.sync(0, len(m) + 1)
+    m.close()
+    with pytest.raises(ValueError, match="closed"):
+        m.sync()
+
+
+# ---- lock ----------------------------------------------------------------------------------
+
+def test_t_mlock_sequence():
+    """The seed's t_mlock: lock every 3rd group of 2 pages and see them resident."""
+    with mmio.anonymous(24 * PAGE, shared=False) as m:
+        assert m.residency().to_string(width=24) == "." * 24
+        for start in range(0, 24, 3 * 2):
+            m.lock(start * PAGE, 2 * PAGE)
+        assert m.residency().to_string(width=24) == "**....**....**....**...."
+        assert "lo" in vm_flags(m.address)
+        m.unlock()
+        assert "lo" not in vm_flags(m.address)
+
+
+def test_lock_on_fault_locks_only_touched_pages():
+    with mmio.anonymous(8 * PAGE, shared=False) as m:
+        m.lock(on_fault=True)
+        assert m.residency().resident == 0
+        m[3 * PAGE] = 1
+        assert m.residency().to_string() == "...*...."
+        m.unlock()
+
+
+def test_lock_refused_by_rlimit_explains_itself(tmp_path):
+    proc = run_python("""
+        import os, resource, mmio
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (64 * 1024, 64 * 1024))
+        os.setgid(65534); os.setuid(65534)        # drop CAP_IPC_LOCK
+        m = mmio.anonymous(1 << 20, shared=False)
+        m.lock(0, 16 * 1024)                      # fits under the limit
+        try:
+            m.lock()
+        except OSError as e:
+            print(e.errno, "|", e)
+        print(mmio.memlock_limit())
+        try:
+            mmio.lock_all()
+        except OSError as e:
+            print("all", e.errno)
+    """)
+    first, limit, all_line = proc.stdout.splitlines()
+    err, message = first.split(" | ")
+    assert int(err) in (errno.ENOMEM, errno.EAGAIN, errno.EPERM)
+    assert "RLIMIT_MEMLOCK is 64.0 KiB" in message and "has 16.0 KiB locked already" in message
+    assert "ulimit -l" in message and "asked to lock 1.0 MiB" in message
+    assert limit == str(64 * 1024)
+    assert all_line.startswith("all ")
+
+
+def test_lock_all_and_unlock_all():
+    proc = run_python("""
+        import mmio
+        m = mmio.anonymous(4 * mmio.PAGE_SIZE, shared=False)
+        mmio.lock_all(current=True, future=True, on_fault=True)
+        flags = [l for l in open("/proc/self/status") if l.startswith("VmLck")]
+        mmio.unlock_all()
+        after = [l for l in open("/proc/self/status") if l.startswith("VmLck")]
+        print(int(flags[0].split()[1]) > 0, int(after[0].split()[1]))
+        try:
+            mmio.lock_all(current=False)
+        except ValueError:
+            print("refused")
+    """)
+    assert proc.stdout.split() == ["True", "0", "refused"]
