@@ -4,7 +4,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["_errors", "_constants", "_guard", "_residency", "_mapping", "_process"]
+MODULES = ["_errors", "_constants", "_guard", "_residency", "_mapping", "_process", "_anybuffer"]
 C_SOURCES = {"_guard": ["mmio/src/sigbus.c"]}
 
 extensions = [

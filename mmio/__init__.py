@@ -11,9 +11,11 @@ with it (advice, residency).  See the README for a tour.
 from ._mapping import Mapping, anonymous, open
 from ._errors import MappingFaultError
 from ._flags import PAGE_SIZE, Advice, Prot
+from ._anybuffer import advise, lock, residency, unlock
 from ._limits import memlock_limit
 from ._process import lock_all, unlock_all
 from ._residency import Residency
+from .procmaps import Region, maps
 
 __version__ = "0.1.0"
 
@@ -23,10 +25,16 @@ __all__ = [
     "Mapping",
     "MappingFaultError",
     "Prot",
+    "Region",
     "Residency",
+    "advise",
     "anonymous",
+    "lock",
     "lock_all",
+    "maps",
     "memlock_limit",
     "open",
+    "residency",
+    "unlock",
     "unlock_all",
 ]

@@ -43,6 +43,10 @@ cdef class Mapping:
     cdef int _prot_of(self, Py_ssize_t start, Py_ssize_t count) except -1
     cdef int _require(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, int needed) except -1
     cdef int _record_prot(self, size_t first, size_t end, int prot) except -1
+    cdef int _make_room(self, Py_ssize_t new_size) except -1
+    cdef object _current_file_size(self)
+    cdef int _mremap(self, Py_ssize_t new_size) except -1
+    cdef int _remap_fresh(self, Py_ssize_t new_size) except -1
     cdef int _range_call(self, int call, Py_ssize_t start, Py_ssize_t count, int flags,
                          str attempted) except -1
     cdef bytes _read(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n)

@@ -28,6 +28,7 @@ from ._errors import MappingFaultError
 from ._residency cimport mincore_pages
 from ._flags import Advice, Prot
 from ._residency import Residency
+from . import procmaps
 
 cnp.import_array()
 
@@ -615,6 +616,137 @@ cdef class Mapping:
             from ._limits import memlock_hint
             attempted = f"{attempted} ({memlock_hint(n)})"
         raise_oserror(err, attempted, self._path)
+
+    # ---- resizing and regions ---------------------------------------------------------------
+
+    def resize(self, new_size):
+        """Change the mapping's length (``mremap(2)``); the address may move.
+
+        For ``"r+"`` and ``"w+"`` mappings the file is grown first when the new
+        end lies past it (it is never shrunk).  ``"r"`` and ``"c"`` mappings can
+        only cover what the file holds; shared anonymous memory can only shrink.
+
+        Raises
+        ------
+        BufferError
+            Arrays or memoryviews of the mapping are alive (they would dangle).
+        ValueError
+            The new size does not fit the rules above, or parts of the mapping
+            have different protections.
+
+        Examples
+        --------
+        >>> with mmio.open("/tmp/mmio-doc.bin", "w+", size=10) as m:
+        ...     m.resize(20)
+        ...     len(m)
+        20
+        """
+        new_size = operator.index(new_size)
+        self.check_open()
+        if new_size < 0:
+            raise ValueError(f"new_size must not be negative, got {new_size}")
+        if new_size > PY_SSIZE_T_MAX:
+            raise ValueError(f"new_size {new_size} is larger than the address space")
+        if self._exports:
+            raise BufferError(f"cannot resize a mapping with {self._exports} live export(s) "
+                              "(arrays or memoryviews): they would point at moved memory")
+        if self._page_prot is not None:
+            raise ValueError("cannot resize while parts of the mapping have different protections; "
+                             "protect() the whole mapping first")
+        if new_size == self.length:
+            return
+        if new_size > self.length:
+            self._make_room(new_size)
+        if self._base == NULL or new_size == 0:
+            self._remap_fresh(new_size)
+        else:
+            self._mremap(new_size)
+
+    cdef int _make_room(self, Py_ssize_t new_size) except -1:
+        """Check (or make) the backing for ``new_size`` bytes."""
+        if self._anonymous:
+            if self._shared:
+                raise ValueError("shared anonymous memory cannot grow (its size is fixed when "
+                                 "it is created); map a new one")
+            return 0
+        end = self._file_offset + new_size
+        if self._mode in ("r+", "w+"):
+            if end > self._current_file_size():
+                _truncate(self, end)
+            return 0
+        size = self._current_file_size()
+        if end > size:
+            raise ValueError(f"cannot grow a mode {self._mode!r} mapping to [{self._file_offset}, "
+                             f"{end}): the file has {size} bytes and this mode never grows it")
+        return 0
+
+    cdef object _current_file_size(self):
+        cdef _posix.stat st
+        if self._fd >= 0:
+            if _posix.fstat(self._fd, &st) != 0:
+                raise_errno("could not stat the file", self._path)
+            return st.st_size
+        return os.stat(self._path).st_size
+
+    cdef int _mremap(self, Py_ssize_t new_size) except -1:
+        cdef size_t delta = <size_t>(self.data - <char*>self._base)
+        cdef size_t new_length = delta + <size_t>new_size
+        cdef void* base
+        cdef int err = 0
+        with nogil:
+            base = _posix.mremap(self._base, self._map_length, new_length, _posix.MREMAP_MAYMOVE)
+            if base == _posix.MAP_FAILED:
+                err = _posix.errno
+        if base == _posix.MAP_FAILED:
+            raise_oserror(err, f"could not resize the mapping to {new_size} bytes", self._path)
+        self._base = base
+        self._map_length = new_length
+        self.data = <char*>base + delta
+        self.length = new_size
+        return 0
+
+    cdef int _remap_fresh(self, Py_ssize_t new_size) except -1:
+        """Resize to or from zero bytes, where there is no mapping to mremap."""
+        cdef int fd = self._fd
+        if self._base != NULL:
+            _posix.munmap(self._base, self._map_length)
+            self._base = NULL
+        self.data = EMPTY
+        self.length = 0
+        if new_size == 0:
+            return 0
+        if self._anonymous:
+            _map(self, -1, new_size, 0, False)
+            return 0
+        if fd < 0:
+            fd = _open_path(self._path, self._mode)
+        try:
+            _map(self, fd, new_size, self._file_offset, False)
+        finally:
+            if fd != self._fd:
+                _posix.close(fd)
+        return 0
+
+    def regions(self):
+        """This mapping's lines of ``/proc/self/maps``, with their ``smaps`` figures.
+
+        Returns
+        -------
+        list of Region
+            Usually one; more where advice, protection or locking split the range.
+
+        Examples
+        --------
+        >>> with mmio.anonymous(2 * mmio.PAGE_SIZE, populate=True) as m:
+        ...     [r.rss for r in m.regions()]
+        [8192]
+        """
+        self.check_open()
+        if self.length == 0:
+            return []
+        cdef size_t lo = page_floor(<size_t>self.data)
+        cdef size_t hi = page_ceil(<size_t>(self.data + self.length))
+        return procmaps.maps("self", start=lo, end=hi)
 
     # ---- advice and residency -----------------------------------------------------------
 

@@ -10,6 +10,17 @@ import mmio
 
 
 @pytest.fixture
+def public_dir():
+    """A directory every user may enter (pytest's tmp_path is private to root)."""
+    import shutil
+    import tempfile
+    path = tempfile.mkdtemp(prefix="mmio-test-")
+    os.chmod(path, 0o755)
+    yield __import__("pathlib").Path(path)
+    shutil.rmtree(path)
+
+
+@pytest.fixture
 def data_file(tmp_path):
     """A 3-page-and-a-bit file whose byte i is i % 251 (a pattern no page repeats)."""
     path = tmp_path / "data.bin"

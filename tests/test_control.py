@@ -210,3 +210,38 @@ def test_lock_all_and_unlock_all():
             print("refused")
     """)
     assert proc.stdout.split() == ["True", "0", "refused"]
+
+
+# ---- every range method at and inside page boundaries ---------------------------------------------
+
+RANGES = [(0, 1), (PAGE - 1, 2), (PAGE, PAGE), (2 * PAGE + 1, PAGE), (4 * PAGE - 1, 1), (4 * PAGE, 0)]
+
+
+@pytest.mark.parametrize("offset, length", RANGES)
+def test_range_methods_touch_exactly_the_pages_of_the_range(offset, length):
+    first, last = offset // PAGE, (offset + length - 1) // PAGE
+    touched = set(range(first, last + 1)) if length else set()
+    with mmio.anonymous(4 * PAGE, shared=False) as m:
+        m.populate(offset, length, write=True)
+        assert {i for i, p in enumerate(m.residency().pages) if p} == touched
+        assert m.residency(offset, length).total == len(touched)
+        m.lock(offset, length)
+        locked = {i for i in range(4) if "lo" in vm_flags(m.address + i * PAGE)}
+        assert locked == touched
+        m.unlock(offset, length)
+        m.advise("random", offset, length)
+        advised = {i for i in range(4) if "rr" in vm_flags(m.address + i * PAGE)}
+        assert advised == touched
+        m.sync(offset, length)
+        m.protect("r", offset, length)
+        assert {i for i in range(4) if maps_line(m.address + i * PAGE)[1] == "r--p"} == touched
+
+
+def test_advice_the_kernel_refuses_names_it(data_file, monkeypatch):
+    with mmio.open(data_file[0]) as m:
+        with pytest.raises(OSError, match="does not allow MADV_POPULATE_WRITE") as info:
+            m.advise("populate_write")
+        assert info.value.errno == errno.EINVAL
+        monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "5.10.0-1", "", "x86_64")))
+        with pytest.raises(OSError, match=r"MADV_POPULATE_WRITE needs Linux 5\.14 or newer"):
+            m.advise("populate_write")

@@ -137,10 +137,10 @@ def test_character_device_needs_length():
         assert bytes(m) == bytes(PAGE)
 
 
-def test_unreadable_file_for_unprivileged_user(data_file):
-    path, _ = data_file
+def test_unreadable_file_for_unprivileged_user(public_dir):
+    path = public_dir / "private.bin"
+    path.write_bytes(b"secret")
     os.chmod(path, 0o600)
-    os.chmod(path.parent, 0o755)
     proc = run_python(f"""
         import os, mmio
         os.setgid(65534); os.setuid(65534)
