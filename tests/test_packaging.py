@@ -122,3 +122,10 @@ def test_cli_exit_status(argv, status):
     proc = subprocess.run([sys.executable, "-m", "mmio", *argv], capture_output=True, text=True)
     assert proc.returncode == status
     assert proc.stderr
+
+
+def test_readme_tour_runs(tmp_path, monkeypatch):
+    source = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", source, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
