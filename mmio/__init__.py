@@ -15,6 +15,7 @@ from ._anybuffer import advise, lock, residency, unlock
 from ._limits import memlock_limit
 from ._process import lock_all, unlock_all
 from ._residency import Residency
+from .arrays import create, load, open_array
 from .procmaps import Region, maps
 
 __version__ = "0.1.0"
@@ -29,11 +30,14 @@ __all__ = [
     "Residency",
     "advise",
     "anonymous",
+    "create",
+    "load",
     "lock",
     "lock_all",
     "maps",
     "memlock_limit",
     "open",
+    "open_array",
     "residency",
     "unlock",
     "unlock_all",

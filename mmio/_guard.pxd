@@ -5,3 +5,5 @@ cdef int guarded_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_
                       size_t n, const char* lo, const char* hi, const char** fault) noexcept nogil
 cdef int populate(char* start, size_t n, size_t page, bint write, int threads,
                   const char** fault) noexcept nogil
+cdef int parallel_copy(char* dst, const char* src, size_t n, int threads,
+                       const char* lo, const char* hi, const char** fault) noexcept nogil

@@ -13,6 +13,8 @@ cdef extern from "sigbus.h" nogil:
     int mmio_guarded_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
                           size_t n, const char* lo, const char* hi, const char** fault)
     int mmio_populate(char* start, size_t n, size_t page, int write, int threads, const char** fault)
+    int mmio_parallel_copy(char* dst, const char* src, size_t n, int threads,
+                           const char* lo, const char* hi, const char** fault)
 
 cdef bint installed = False
 
@@ -34,6 +36,11 @@ cdef int guarded_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_
 cdef int populate(char* start, size_t n, size_t page, bint write, int threads,
                   const char** fault) noexcept nogil:
     return mmio_populate(start, n, page, write, threads, fault)
+
+
+cdef int parallel_copy(char* dst, const char* src, size_t n, int threads,
+                       const char* lo, const char* hi, const char** fault) noexcept nogil:
+    return mmio_parallel_copy(dst, src, n, threads, lo, hi, fault)
 
 
 def handler_installed():

@@ -748,6 +748,58 @@ cdef class Mapping:
         cdef size_t hi = page_ceil(<size_t>(self.data + self.length))
         return procmaps.maps("self", start=lo, end=hi)
 
+    def readinto(self, buffer, offset=0, *, threads=1):
+        """Copy mapped bytes from ``offset`` into a writable buffer; return how many.
+
+        The copy runs with the GIL released, guarded against SIGBUS, split across
+        ``threads`` native threads.  It copies ``min(len(buffer), size - offset)`` bytes.
+
+        Raises
+        ------
+        MappingFaultError
+            Part of the range lies past the end of a truncated file.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> with mmio.anonymous(16) as m:
+        ...     m[:4] = b"abcd"
+        ...     out = bytearray(4)
+        ...     m.readinto(out), out
+        (4, bytearray(b'abcd'))
+        """
+        cdef Py_buffer dst
+        cdef const char* fault = NULL
+        cdef int rc, nthreads
+        cdef Py_ssize_t n, start
+        offset = operator.index(offset)
+        nthreads = threads
+        if not 1 <= nthreads <= 64:
+            raise ValueError(f"threads must be between 1 and 64, got {threads}")
+        PyObject_GetBuffer(buffer, &dst, PyBUF_WRITABLE)
+        try:
+            self.check_open()
+            if offset < 0 or offset > self.length:
+                raise ValueError(f"offset {offset} is outside the mapping of {self.length} bytes")
+            start = offset
+            n = min(dst.len, self.length - start)
+            self._require(start, 1, n, _posix.PROT_READ)
+            if n == 0:
+                return 0
+            _guard.install()
+            self.acquire()
+            try:
+                with nogil:
+                    rc = _guard.parallel_copy(<char*>dst.buf, self.data + start, n, nthreads,
+                                              self.data, self.data + self.length, &fault)
+            finally:
+                self.release()
+            if rc != 0:
+                self._raise_fault(fault, "read")
+            return n
+        finally:
+            PyBuffer_Release(&dst)
+
     # ---- advice and residency -----------------------------------------------------------
 
     def advise(self, advice, offset=0, length=None, *, discard=False):

@@ -199,3 +199,55 @@ int mmio_populate(char *start, size_t n, size_t page, int write, int threads, co
     }
     return err;
 }
+
+typedef struct {
+    char *dst;
+    const char *src, *lo, *hi;
+    size_t n;
+    int rc;
+    const char *fault;
+} copy_job;
+
+static void *copy_one(void *arg)
+{
+    copy_job *job = arg;
+    job->rc = job->n ? mmio_guarded_copy(job->dst, 1, job->src, 1, job->n, job->lo, job->hi, &job->fault) : 0;
+    return NULL;
+}
+
+int mmio_parallel_copy(char *dst, const char *src, size_t n, int threads,
+                       const char *lo, const char *hi, const char **fault)
+{
+    enum { MAX_THREADS = 64, GRAIN = 1 << 21 };
+    copy_job jobs[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    if (threads < 1)
+        threads = 1;
+    if (threads > MAX_THREADS)
+        threads = MAX_THREADS;
+    if ((size_t)threads > n / GRAIN + 1)
+        threads = (int)(n / GRAIN + 1);
+    /* Split on 2 MiB boundaries of the destination so no huge page is shared by two threads. */
+    size_t per = ((n / threads + GRAIN - 1) / GRAIN) * GRAIN, offset = 0;
+    for (int t = 0; t < threads; t++) {
+        size_t len = offset >= n ? 0 : (n - offset < per ? n - offset : per);
+        jobs[t] = (copy_job){dst + offset, src + offset, lo, hi, len, 0, NULL};
+        offset += len;
+        if (t > 0 && pthread_create(&ids[t], NULL, copy_one, &jobs[t]) == 0)
+            started[t] = 1;
+        else if (t > 0)
+            copy_one(&jobs[t]);
+    }
+    copy_one(&jobs[0]);
+    int rc = 0;
+    for (int t = 0; t < threads; t++) {
+        if (started[t])
+            pthread_join(ids[t], NULL);
+        if (jobs[t].rc && (!rc || jobs[t].fault < *fault)) {
+            rc = -1;
+            *fault = jobs[t].fault;
+        }
+    }
+    return rc;
+}

@@ -36,4 +36,9 @@ int mmio_guarded_touch(char *start, size_t n, size_t page, int write, const char
  * (EFAULT with *fault set when the range runs past the end of the file). */
 int mmio_populate(char *start, size_t n, size_t page, int write, int threads, const char **fault);
 
+/* Copy n bytes src -> dst with `threads` native threads, each guarding [lo, hi) (the mapped
+ * side).  Returns 0, or -1 with *fault set to the first faulting address any thread saw. */
+int mmio_parallel_copy(char *dst, const char *src, size_t n, int threads,
+                       const char *lo, const char *hi, const char **fault);
+
 #endif

@@ -1,0 +1,130 @@
+"""A safe parser for the Python-literal subset found in .npy headers.
+
+Only dicts, lists, tuples, strings, ints, True, False and None are accepted.
+A single regular expression tokenizes; a recursive descent with a depth limit
+builds the value.  Time is linear in the text; nothing is evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_DEPTH = 32
+
+_TOKEN = re.compile(r"""
+    \s*(?:
+      (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+    | (?P<int>-?\d+)L?
+    | (?P<name>True|False|None)\b
+    | (?P<punct>[{}()\[\],:])
+    )""", re.VERBOSE | re.DOTALL)
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "'": "'", '"': '"'}
+_NAMES = {"True": True, "False": False, "None": None}
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
+
+
+class LiteralError(ValueError):
+    """The text is not a literal of the accepted subset."""
+
+
+def parse(text: str):
+    """The value of the literal ``text``.
+
+    Raises
+    ------
+    LiteralError
+        Anything outside the subset: names, calls, operators, deep nesting, trailing text.
+    """
+    tokens = _tokenize(text)
+    value, end = _value(tokens, 0, 0)
+    if end != len(tokens):
+        raise LiteralError(f"unexpected {tokens[end][1]!r} after the literal")
+    return value
+
+
+def _tokenize(text: str) -> list[tuple[str, object]]:
+    tokens: list[tuple[str, object]] = []
+    pos, end = 0, len(text)
+    match = _TOKEN.match
+    while pos < end:
+        m = match(text, pos)
+        if m is None:
+            if text[pos:].strip() == "":
+                break
+            raise LiteralError(f"unexpected text at position {pos}: {text[pos:pos + 20]!r}")
+        kind = m.lastgroup or ""
+        raw = m.group(kind)
+        if kind == "str":
+            tokens.append(("value", _unescape(raw[1:-1])))
+        elif kind == "int":
+            tokens.append(("value", int(raw)))
+        elif kind == "name":
+            tokens.append(("value", _NAMES[raw]))
+        else:
+            tokens.append(("punct", raw))
+        pos = m.end()
+    return tokens
+
+
+def _unescape(body: str) -> str:
+    if "\\" not in body:
+        return body
+
+    def one(m: re.Match) -> str:
+        code = m.group(1)
+        if code[0] in "xu" and len(code) > 1:
+            return chr(int(code[1:], 16))
+        if code in _SIMPLE_ESCAPES:
+            return _SIMPLE_ESCAPES[code]
+        raise LiteralError(f"unsupported escape \\{code}")
+
+    return _ESCAPE.sub(one, body)
+
+
+def _value(tokens, i: int, depth: int):
+    if i >= len(tokens):
+        raise LiteralError("the literal ends too early")
+    kind, tok = tokens[i]
+    if kind == "value":
+        return tok, i + 1
+    if tok not in _CLOSE:
+        raise LiteralError(f"unexpected {tok!r}")
+    if depth >= MAX_DEPTH:
+        raise LiteralError(f"nested deeper than {MAX_DEPTH} levels")
+    return _container(tokens, i + 1, tok, depth + 1)
+
+
+def _container(tokens, i: int, opener: str, depth: int):
+    closer = _CLOSE[opener]
+    items: list = []
+    trailing_comma = False
+    while True:
+        if i >= len(tokens):
+            raise LiteralError(f"missing {closer!r}")
+        if tokens[i] == ("punct", closer):
+            i += 1
+            break
+        if items and not trailing_comma:
+            raise LiteralError(f"expected ',' or {closer!r}")
+        item, i = _value(tokens, i, depth)
+        if opener == "{":
+            if i >= len(tokens) or tokens[i] != ("punct", ":"):
+                raise LiteralError("expected ':' in a dict")
+            value, i = _value(tokens, i + 1, depth)
+            try:
+                item = (item, value)
+                hash(item[0])
+            except TypeError:
+                raise LiteralError("unhashable dict key") from None
+        items.append(item)
+        trailing_comma = i < len(tokens) and tokens[i] == ("punct", ",")
+        if trailing_comma:
+            i += 1
+    if opener == "{":
+        return dict(items), i
+    if opener == "[":
+        return items, i
+    if len(items) == 1 and not trailing_comma:
+        return items[0], i  # a parenthesised value, not a tuple
+    return tuple(items), i

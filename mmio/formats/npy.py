@@ -1,0 +1,158 @@
+"""The .npy format: reading and writing the header (versions 1.0, 2.0 and 3.0).
+
+Layout: ``\\x93NUMPY``, a major and minor version byte, the header length
+(2 bytes little-endian in 1.0, 4 bytes in 2.0 and 3.0), then the header: a
+Python dict literal ``{'descr': ..., 'fortran_order': ..., 'shape': ...}``
+(latin-1 in 1.0/2.0, utf-8 in 3.0) padded with spaces and a newline so the data
+starts on a 64-byte boundary.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import NPY_MAGIC, bad
+from ._literal import LiteralError, parse
+
+MAX_HEADER = 1 << 24
+"""Headers longer than this (16 MiB) are refused; numpy itself stops at 10 kB by default."""
+
+# The header numpy writes for a plain dtype, matched without the general parser.
+_SIMPLE = re.compile(
+    r"\{'descr': '([^'\\]{1,64})', 'fortran_order': (True|False), "
+    r"'shape': \(((?:\d+, )*(?:\d+,?)?)\), \} *\n?")
+_dtype_cache: dict[str, np.dtype] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class NpyHeader:
+    """What a .npy header says: the array's dtype, shape, order, and where its data starts."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    fortran_order: bool
+    data_offset: int
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of array data."""
+        n = self.dtype.itemsize
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def header_span(head: bytes, path) -> tuple[int, int, str]:
+    """``(header_start, header_end, encoding)`` from the first 12 bytes (at least) of a .npy file."""
+    if not head.startswith(NPY_MAGIC):
+        raise bad(path, "not a .npy file (wrong magic bytes)")
+    if len(head) < 10:
+        raise bad(path, "truncated .npy header")
+    major, minor = head[6], head[7]
+    if (major, minor) == (1, 0):
+        start, length = 10, int.from_bytes(head[8:10], "little")
+    elif (major, minor) in ((2, 0), (3, 0)):
+        if len(head) < 12:
+            raise bad(path, "truncated .npy header")
+        start, length = 12, int.from_bytes(head[8:12], "little")
+    else:
+        raise bad(path, f"unsupported .npy format version {major}.{minor} (mmio reads 1.0, 2.0 and 3.0)")
+    if length > MAX_HEADER:
+        raise bad(path, f".npy header of {length} bytes is larger than mmio accepts ({MAX_HEADER})")
+    return start, start + length, "utf-8" if major == 3 else "latin-1"
+
+
+def parse_header(head: bytes, path, file_size: int) -> NpyHeader:
+    """Parse a .npy header; ``head`` must hold the whole header (see :func:`header_span`).
+
+    Raises
+    ------
+    ValueError
+        Naming ``path``: bad magic or version, a header past the end of the file or not a
+        dict of the three keys, a bad dtype or shape, an object dtype, or data that does
+        not fit the file.
+    """
+    start, end, encoding = header_span(head, path)
+    if end > file_size or end > len(head):
+        raise bad(path, f".npy header claims {end - start} bytes but the file ends first")
+    try:
+        text = head[start:end].decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise bad(path, f".npy header is not valid {encoding}: {exc}") from None
+    m = _SIMPLE.fullmatch(text)
+    if m is not None:
+        dtype = _simple_dtype(m.group(1), path)
+        fortran = m.group(2) == "True"
+        shape = tuple(int(x) for x in m.group(3).split(",") if x.strip())
+    else:
+        dtype, fortran, shape = _general(text, path)
+    header = NpyHeader(dtype, shape, fortran, end)
+    if end + header.nbytes > file_size:
+        raise bad(path, f"array data of {header.nbytes} bytes ({dtype}, shape {shape}) "
+                        f"does not fit the file: {file_size - end} bytes follow the header")
+    return header
+
+
+def _simple_dtype(descr: str, path) -> np.dtype:
+    dtype = _dtype_cache.get(descr)
+    if dtype is None:
+        dtype = _checked_dtype(descr, path)
+        if len(_dtype_cache) < 256:
+            _dtype_cache[descr] = dtype
+    return dtype
+
+
+def _general(text: str, path):
+    try:
+        header = parse(text)
+    except LiteralError as exc:
+        raise bad(path, f".npy header is not a literal dict: {exc}") from None
+    if not isinstance(header, dict):
+        raise bad(path, f".npy header is a {type(header).__name__}, not a dict")
+    if set(header) != {"descr", "fortran_order", "shape"}:
+        raise bad(path, f".npy header keys are {sorted(map(str, header))}, "
+                        "expected ['descr', 'fortran_order', 'shape']")
+    fortran = header["fortran_order"]
+    if not isinstance(fortran, bool):
+        raise bad(path, f"fortran_order is {fortran!r}, not True or False")
+    shape = header["shape"]
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise bad(path, f"shape {shape!r} is not a tuple of ints")
+    if any(d < 0 for d in shape):
+        raise bad(path, f"shape {shape!r} has a negative dimension")
+    if len(shape) > 64:
+        raise bad(path, f"shape has {len(shape)} dimensions; numpy allows 64")
+    return _checked_dtype(header["descr"], path), fortran, shape
+
+
+def _checked_dtype(descr, path) -> np.dtype:
+    try:
+        dtype = np.lib.format.descr_to_dtype(descr)
+    except Exception as exc:  # numpy raises TypeError, ValueError, KeyError... for bad descrs
+        raise bad(path, f"descr {descr!r} is not a dtype: {exc}") from None
+    if dtype.hasobject:
+        raise bad(path, f"dtype {dtype} holds Python objects, which cannot be mapped (or loaded safely)")
+    return dtype
+
+
+def build_header(dtype: np.dtype, shape: tuple[int, ...], fortran_order: bool) -> bytes:
+    """The bytes of a .npy header (version 1.0 when it fits, else 2.0; 3.0 for non-latin-1 names)."""
+    descr = np.lib.format.dtype_to_descr(dtype)
+    text = f"{{'descr': {descr!r}, 'fortran_order': {fortran_order!r}, 'shape': {tuple(shape)!r}, }}"
+    try:
+        body = text.encode("latin-1")
+        version = 1
+    except UnicodeEncodeError:
+        body = text.encode("utf-8")
+        version = 3
+    for major, size_bytes in ((version, 2 if version == 1 else 4), (2, 4)):
+        if major == 1 and len(body) + 11 > 0xFFFF:
+            continue
+        prefix = 8 + size_bytes
+        total = -(-(prefix + len(body) + 1) // 64) * 64
+        padded = body + b" " * (total - prefix - len(body) - 1) + b"\n"
+        return NPY_MAGIC + bytes([major, 0]) + len(padded).to_bytes(size_bytes, "little") + padded
+    raise AssertionError("unreachable")
