@@ -1114,6 +1114,30 @@ def open(target, mode="r", *, offset=0, length=None, size=None,
     return m
 
 
+def _map_open_file(int fd, path, str mode, Py_ssize_t offset, Py_ssize_t length,
+                   populate=False, huge=False, advice=None):
+    """Map ``[offset, offset+length)`` of a file the caller opened and already checked.
+
+    For mmio's loaders, which read the header through ``fd`` and must not pay
+    for opening the file twice.  The caller keeps (and closes) ``fd``; mmio
+    duplicates it only where a writable mapping needs one.  ``mode`` is one of
+    ``"r"``, ``"r+"``, ``"c"``; the range must lie inside the file.
+    """
+    if advice is not None:
+        advice = Advice.parse(advice)
+    cdef Mapping m = Mapping.__new__(Mapping)
+    m._mode = mode
+    m._shared = mode != "c"
+    m._prot = _posix.PROT_READ if mode == "r" else _posix.PROT_READ | _posix.PROT_WRITE
+    m._path = path
+    m._file_offset = offset
+    if mode == "r+":
+        m._fd = _dup_checked(fd, mode, path)
+    _map(m, fd, length, offset, populate and m._shared and not huge)
+    _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
+    return m
+
+
 def anonymous(length, *, shared=True, populate=False, huge=False):
     """Map anonymous, zero-filled memory.
 

@@ -78,7 +78,7 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
     if out is not None:
         copy = True
     policy = dict(populate=populate, advice=advice, huge=huge)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, (os.O_RDWR if mode == "r+" else os.O_RDONLY) | os.O_CLOEXEC)
     try:
         size = _regular_size(fd, path)
         head = os.pread(fd, _HEAD, 0)
@@ -88,8 +88,9 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
             if copy:
                 return _copied(fd, path, header.dtype, header.shape, header.fortran_order,
                                header.data_offset, out, threads)
-            return _mapped(path, mode, header.dtype, header.shape, header.fortran_order,
-                           header.data_offset, policy)
+            mapping = _mapping._map_open_file(fd, os.fspath(path), mode, header.data_offset,
+                                              header.nbytes, **policy)
+            return mapping.array(header.dtype, header.shape, 0, "F" if header.fortran_order else "C")
         if out is not None:
             raise ValueError("out= is for a single .npy array")
         if kind == "safetensors":
@@ -110,9 +111,10 @@ def _regular_size(fd: int, path) -> int:
 
 
 def _npy_header(fd: int, head: bytes, path, size: int) -> npy.NpyHeader:
-    _, end, _ = npy.header_span(head, path)
-    if end > len(head) and end <= size:
-        head = os.pread(fd, end, 0)
+    if len(head) == _HEAD:  # the header may be longer than what was read
+        _, end, _ = npy.header_span(head, path)
+        if end > len(head) and end <= size:
+            head = os.pread(fd, end, 0)
     return npy.parse_header(head, path, size)
 
 
@@ -138,7 +140,7 @@ def _copied(fd, path, dtype, shape, fortran, offset, out, threads, mapping=None)
     elif nbytes < SMALL_FILE:
         got = _pread_into(fd, raw, offset)
     else:
-        with _mapping.open(path, offset=offset, length=nbytes) as source:
+        with _mapping._map_open_file(fd, os.fspath(path), "r", offset, nbytes) as source:
             got = source.readinto(raw, threads=threads)
     if got != nbytes:
         raise bad(path, f"file ended after {got} of {nbytes} bytes of array data")
@@ -205,8 +207,8 @@ def _load_safetensors(fd, head, path, size, mode, copy, threads, policy):
         return result
     data_start = min(t.data_offset for t in tensors.values())
     data_end = max(t.data_offset + _nbytes(t.dtype, t.shape) for t in tensors.values())
-    mapping = _mapping.open(path, "r" if copy else mode, offset=data_start,
-                            length=data_end - data_start, **({} if copy else policy))
+    mapping = _mapping._map_open_file(fd, os.fspath(path), "r" if copy else mode, data_start,
+                                      data_end - data_start, **({} if copy else policy))
     with _closing_if(mapping, copy):
         for t in tensors.values():
             offset = t.data_offset - data_start
@@ -264,12 +266,13 @@ class NpzArrays(collections.abc.Mapping):
         return list(self._members)
 
     def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._arrays:
-            member = self._members.get(name) or self._members.get(name.removesuffix(".npy"))
-            if member is None:
-                raise KeyError(f"{name!r} is not a member of {self.path}")
-            self._arrays[name] = self._open_member(member)
-        return self._arrays[name]
+        member = self._members.get(name) or self._members.get(name.removesuffix(".npy"))
+        if member is None:
+            raise KeyError(f"{name!r} is not a member of {self.path}")
+        array = self._arrays.get(member.name)
+        if array is None:
+            array = self._arrays[member.name] = self._open_member(member)
+        return array
 
     def _open_member(self, member: npz.Member) -> np.ndarray:
         if member.compressed:

@@ -10,7 +10,7 @@ starts on a 64-byte boundary.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,10 +25,11 @@ _SIMPLE = re.compile(
     r"\{'descr': '([^'\\]{1,64})', 'fortran_order': (True|False), "
     r"'shape': \(((?:\d+, )*(?:\d+,?)?)\), \} *\n?")
 _dtype_cache: dict[str, np.dtype] = {}
+_header_cache: dict[bytes, tuple] = {}  # header bytes -> (dtype, shape, fortran): parsing depends on nothing else
+_CACHE_LIMIT = 512
 
 
-@dataclass(frozen=True, slots=True)
-class NpyHeader:
+class NpyHeader(NamedTuple):
     """What a .npy header says: the array's dtype, shape, order, and where its data starts."""
 
     dtype: np.dtype
@@ -78,22 +79,32 @@ def parse_header(head: bytes, path, file_size: int) -> NpyHeader:
     start, end, encoding = header_span(head, path)
     if end > file_size or end > len(head):
         raise bad(path, f".npy header claims {end - start} bytes but the file ends first")
-    try:
-        text = head[start:end].decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise bad(path, f".npy header is not valid {encoding}: {exc}") from None
-    m = _SIMPLE.fullmatch(text)
-    if m is not None:
-        dtype = _simple_dtype(m.group(1), path)
-        fortran = m.group(2) == "True"
-        shape = tuple(int(x) for x in m.group(3).split(",") if x.strip())
-    else:
-        dtype, fortran, shape = _general(text, path)
+    raw = head[:end]
+    parsed = _header_cache.get(raw)
+    if parsed is None:
+        parsed = _parse_text(raw[start:], encoding, path)
+        if len(_header_cache) >= _CACHE_LIMIT:
+            _header_cache.clear()
+        _header_cache[raw] = parsed
+    dtype, shape, fortran = parsed
     header = NpyHeader(dtype, shape, fortran, end)
     if end + header.nbytes > file_size:
         raise bad(path, f"array data of {header.nbytes} bytes ({dtype}, shape {shape}) "
                         f"does not fit the file: {file_size - end} bytes follow the header")
     return header
+
+
+def _parse_text(body: bytes, encoding: str, path) -> tuple:
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise bad(path, f".npy header is not valid {encoding}: {exc}") from None
+    m = _SIMPLE.fullmatch(text)
+    if m is None:
+        dtype, fortran, shape = _general(text, path)
+        return dtype, shape, fortran
+    shape = tuple(int(x) for x in m.group(3).split(",") if x.strip())
+    return _simple_dtype(m.group(1), path), shape, m.group(2) == "True"
 
 
 def _simple_dtype(descr: str, path) -> np.dtype:

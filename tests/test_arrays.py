@@ -1,0 +1,228 @@
+"""mmio.load / open_array / create against numpy and the real safetensors package."""
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+
+import mmio
+from conftest import vm_flags
+
+PAGE = mmio.PAGE_SIZE
+
+DTYPES = ["u1", ">i2", "<f4", "f8", "c16", "?", "U7", "S5", "M8[ns]", "m8[s]", "f2", "V8",
+          [("a", "<i4"), ("b", "<f8", (2,))],
+          [("outer", [("x", "u1"), ("y", ">f4")]), ("z", "i8")]]
+SHAPES = [(), (0,), (5,), (3, 4), (2, 3, 4), (0, 3)]
+
+
+def sample(dtype, shape):
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = np.random.default_rng(n).integers(0, 256, n * dtype.itemsize, dtype=np.uint8)
+    if dtype.kind == "U":
+        return np.array(["héllo"[: i % 6] for i in range(n)], dtype=dtype).reshape(shape)
+    if dtype.kind == "b":
+        raw %= 2
+    return raw.view(dtype).reshape(shape)
+
+
+def matrix():
+    for dtype, shape, fortran, version in itertools.product(range(len(DTYPES)), SHAPES, (False, True),
+                                                            ((1, 0), (2, 0), (3, 0))):
+        if fortran and len(shape) < 2:
+            continue
+        yield pytest.param(DTYPES[dtype], shape, fortran, version, id=f"{dtype}-{shape}-{fortran}-{version}")
+
+
+def write(path, array, version):
+    with open(path, "wb") as f:
+        np.lib.format.write_array(f, array, version=version)
+
+
+def same(a, b):
+    assert type(a) is np.ndarray
+    assert (a.dtype, a.shape) == (b.dtype, b.shape)
+    assert a.flags.f_contiguous == b.flags.f_contiguous or a.ndim < 2
+    assert a.tobytes(order="A") == b.tobytes(order="A")
+
+
+@pytest.mark.parametrize("dtype, shape, fortran, version", list(matrix()))
+def test_load_matches_numpy(tmp_path, dtype, shape, fortran, version):
+    array = sample(dtype, shape)
+    if fortran:
+        array = np.asfortranarray(array)
+    path = tmp_path / "a.npy"
+    write(path, array, version)
+    expected = np.load(path)
+    same(mmio.load(path), expected)
+    same(mmio.load(path, copy=True), expected)
+    same(mmio.load(path, mode="c"), expected)
+
+
+@pytest.mark.filterwarnings("ignore:Stored array in format 3.0")
+def test_unicode_field_names_need_version_3(tmp_path):
+    array = np.zeros(3, dtype=[("α", "<i4"), ("日本", "f8")])
+    path = tmp_path / "u.npy"
+    np.save(path, array)  # numpy picks 3.0 for non-latin-1 names
+    assert open(path, "rb").read(8)[6:8] == b"\x03\x00"
+    same(mmio.load(path), np.load(path))
+
+
+def test_load_is_zero_copy_and_modes(tmp_path):
+    path = tmp_path / "a.npy"
+    np.save(path, np.arange(10.0))
+    a = mmio.load(path)
+    assert isinstance(a.base, mmio._mapping.MappingExport) and not a.flags.writeable
+    w = mmio.load(path, mode="r+")
+    w[0] = 42.0
+    assert np.load(path)[0] == 42.0
+    c = mmio.load(path, mode="c")
+    c[1] = -1.0
+    assert np.load(path)[1] == 1.0
+    with pytest.raises(ValueError, match="mmio.create"):
+        mmio.load(path, mode="w+")
+
+
+@pytest.mark.parametrize("n", [1000, 3 << 18])  # read path and parallel-copy path
+def test_copy_is_private_and_out_is_filled(tmp_path, n):
+    path = tmp_path / "a.npy"
+    data = np.random.default_rng(1).random(n)
+    np.save(path, data)
+    for threads in (1, 2, 3):
+        c = mmio.load(path, copy=True, threads=threads)
+        np.testing.assert_array_equal(c, data)
+        assert c.flags.writeable
+        c[0] = 99
+        assert np.load(path)[0] == data[0]
+    out = np.empty_like(data)
+    assert mmio.load(path, out=out, threads=2) is out
+    np.testing.assert_array_equal(out, data)
+    for bad_out, message in [(np.empty(n, "f4"), "dtype"), (np.empty(n + 1), "shape"),
+                             (np.empty(2 * n)[::2], "contiguous"), ([0.0] * n, "ndarray")]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            mmio.load(path, out=bad_out)
+    ro = np.empty_like(data)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        mmio.load(path, out=ro)
+
+
+def test_load_policies_reach_the_mapping(tmp_path):
+    path = tmp_path / "a.npy"
+    np.save(path, np.zeros(64 * PAGE // 8))
+    a = mmio.load(path, advice="random")
+    assert "rr" in vm_flags(a.ctypes.data)
+    s = mmio.load(path, advice=mmio.Advice.SEQUENTIAL, populate=True)
+    assert "sr" in vm_flags(s.ctypes.data)
+    assert a.ctypes.data % PAGE == 128  # the data starts inside a page: advice was aligned
+    r = mmio.residency(s)
+    assert r.fraction == 1.0
+    h = mmio.load(path, huge=True)
+    assert "hg" in vm_flags(h.ctypes.data)
+
+
+# ---- npz ---------------------------------------------------------------------------------------
+
+def test_npz_members_zero_copy(tmp_path):
+    path = tmp_path / "a.npz"
+    arrays = {"x": np.arange(12).reshape(3, 4), "y": np.asfortranarray(np.ones((2, 5))),
+              "z": np.array("text"), "w": np.zeros((0,), "f4")}
+    np.savez(path, **arrays)
+    with mmio.load(path) as z:
+        assert sorted(z) == sorted(arrays) and z.files == list(z) and len(z) == 4
+        for name, expected in arrays.items():
+            same(z[name], np.load(path)[name])
+        assert z["x.npy"] is z["x"]
+        x = z["x"]
+        assert isinstance(x.base, mmio._mapping.MappingExport)
+        with pytest.raises(KeyError, match="'nope'"):
+            z["nope"]
+    assert x.sum() == 66  # the array keeps the mapping alive after close()
+    copied = mmio.load(path, copy=True)
+    same(copied["y"], np.load(path)["y"])
+    assert copied["y"].flags.writeable
+
+
+def test_npz_compressed_member_names_itself(tmp_path):
+    path = tmp_path / "c.npz"
+    np.savez_compressed(path, small=np.arange(3))
+    z = mmio.load(path)
+    with pytest.raises(ValueError, match="'small.npy' is compressed"):
+        z["small"]
+
+
+# ---- safetensors ----------------------------------------------------------------------------------
+
+def test_safetensors_written_by_the_real_package(tmp_path):
+    st = pytest.importorskip("safetensors.numpy")
+    tensors = {"f32": np.random.default_rng(0).random((3, 4)).astype("f4"),
+               "f16": np.arange(5, dtype="f2"), "i64": np.arange(7, dtype="i8"),
+               "u8": np.arange(9, dtype="u1"), "bool": np.array([True, False]),
+               "scalar": np.array(3.5, "f8"), "empty": np.zeros((0, 2), "i4"),
+               "i16": np.arange(4, dtype="i2"), "u32": np.arange(4, dtype="u4")}
+    path = tmp_path / "m.safetensors"
+    st.save_file(tensors, path, metadata={"format": "np"})
+    loaded = mmio.load(path)
+    assert loaded.metadata == {"format": "np"}
+    reference = st.load_file(path)
+    assert sorted(loaded) == sorted(reference)
+    for name, expected in reference.items():
+        same(loaded[name], expected)
+    assert isinstance(loaded["f32"].base, mmio._mapping.MappingExport)
+    copied = mmio.load(path, copy=True, threads=2)
+    for name, expected in reference.items():
+        same(copied[name], expected)
+
+
+def test_safetensors_bf16_is_refused_by_name(tmp_path):
+    import json
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}).encode()
+    path = tmp_path / "bf.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
+    with pytest.raises(ValueError, match="tensor 'w': unsupported dtype 'BF16'"):
+        mmio.load(path)
+
+
+# ---- open_array and create ----------------------------------------------------------------------------
+
+def test_open_array_like_memmap(tmp_path):
+    path = tmp_path / "raw.bin"
+    data = np.arange(100, dtype="<i4")
+    data.tofile(path)
+    a = mmio.open_array(path, "<i4")
+    np.testing.assert_array_equal(a, np.memmap(path, "<i4", mode="r"))
+    assert type(a) is np.ndarray
+    b = mmio.open_array(path, "<i4", shape=(3, 5), offset=8, order="F")
+    np.testing.assert_array_equal(b, np.memmap(path, "<i4", mode="r", shape=(3, 5), offset=8, order="F"))
+    w = mmio.open_array(path, "<i4", mode="r+", shape=10)
+    w[:] = -1
+    assert np.fromfile(path, "<i4")[:10].tolist() == [-1] * 10
+    with pytest.raises(ValueError, match="never grows"):
+        mmio.open_array(path, "<i4", mode="r+", shape=1000)
+    assert os.path.getsize(path) == 400
+    new = mmio.open_array(tmp_path / "new.bin", "f8", shape=(4, 4), offset=16, mode="w+")
+    assert os.path.getsize(tmp_path / "new.bin") == 16 + 128 and not new.any()
+    with pytest.raises(ValueError, match="needs shape"):
+        mmio.open_array(tmp_path / "other.bin", "f8", mode="w+")
+
+
+@pytest.mark.parametrize("shape, dtype, fortran", [((2, 3), "f4", False), ((2, 3), "<i8", True),
+                                                   ((), "c8", False), ((0, 5), "u1", False),
+                                                   ((4,), [("a", "u1"), ("b", "<f8")], False)])
+def test_create_is_readable_by_numpy(tmp_path, shape, dtype, fortran):
+    path = tmp_path / "new.npy"
+    a = mmio.create(path, shape, dtype, fortran_order=fortran)
+    a[...] = sample(dtype, shape)
+    expected = a.copy(order="K")
+    del a
+    same(np.load(path), expected)
+    same(mmio.load(path), expected)
+
+
+def test_create_refuses_objects(tmp_path):
+    with pytest.raises(ValueError, match="Python objects"):
+        mmio.create(tmp_path / "o.npy", 3, object)
+    with pytest.raises(ValueError, match="negative"):
+        mmio.create(tmp_path / "o.npy", (-1,), "f8")
