@@ -171,7 +171,7 @@ def _fresh_array(dtype, shape, order):
 
 
 def _pread_into(fd: int, raw: np.ndarray, offset: int) -> int:
-    view = memoryview(raw)
+    view = raw.data  # a memoryview of the array
     done = 0
     while done < len(view):
         n = os.preadv(fd, [view[done:]], offset + done)
