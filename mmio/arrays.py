@@ -249,7 +249,8 @@ class NpzArrays(collections.abc.Mapping):
     (['a', 'b'], array([0, 1, 2]))
     """
 
-    def __init__(self, path, mode="r", *, copy=False, threads=1, populate=False, advice=None, huge=False):
+    def __init__(self, path, mode="r", *, copy=False, threads=1, populate=False, advice=None,
+                 huge=False) -> None:
         self.path = os.fspath(path)
         self._copy, self._threads = copy, threads
         self._mapping = _mapping.open(path, "r" if copy else mode, populate=populate,
