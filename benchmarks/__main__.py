@@ -1,16 +1,12 @@
-"""``python -m benchmarks NAME [options]``: run one benchmark (``--help`` on each for its options)."""
+"""``python -m benchmarks``: the whole suite (see benchmarks/suite.py), or ``python -m benchmarks open``."""
 
-import importlib
 import sys
 
-BENCHMARKS = {"open": "benchmarks.bench_open"}
+if len(sys.argv) > 1 and sys.argv[1] == "open":
+    from .bench_open import main as open_main
 
+    open_main(sys.argv[2:])
+else:
+    from .suite import main
 
-def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in BENCHMARKS:
-        print(f"usage: python -m benchmarks {{{','.join(BENCHMARKS)}}} [options]", file=sys.stderr)
-        sys.exit(2)
-    importlib.import_module(BENCHMARKS[sys.argv[1]]).main(sys.argv[2:])
-
-
-main()
+    main(sys.argv[1:])

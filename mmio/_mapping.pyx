@@ -864,6 +864,47 @@ cdef class Mapping:
             raise_oserror(err, f"could not apply advice {advice.name}{hint}", self._path)
         return 0
 
+    def prefetch(self, offset=0, length=None, *, chunk=8 << 20):
+        """Start reading a range into the page cache and return at once (chunked ``MADV_WILLNEED``).
+
+        The kernel caps each ``WILLNEED`` call at its read-ahead window
+        (``max(read_ahead_kb, max_sectors_kb)``, 8 MiB on typical disks), so one
+        call over a large range fetches only its start; mmio issues one call per
+        ``chunk`` bytes, with the GIL released.  Measured here on a cold file this
+        is the fastest way in, but it can leave the cache in 4 KiB folios, which
+        make later scans slower than after a sequential read (which leaves 2 MiB
+        folios): see the benchmarks.
+
+        Examples
+        --------
+        >>> with mmio.anonymous(1 << 20) as m:
+        ...     m.prefetch()
+        """
+        cdef Py_ssize_t start, count
+        self.resolve_range(offset, length, &start, &count)
+        cdef size_t step = chunk
+        if step < PAGE:
+            raise ValueError(f"chunk must be at least one page ({PAGE} bytes)")
+        if count == 0:
+            return
+        cdef size_t first = page_floor(<size_t>(self.data + start))
+        cdef size_t end = page_ceil(<size_t>(self.data + start + count))
+        cdef size_t at
+        cdef int rc = 0, err = 0
+        self.acquire()
+        try:
+            with nogil:
+                at = first
+                while at < end and rc == 0:
+                    rc = _posix.madvise(<void*>at, min(step, end - at), _posix.MADV_WILLNEED)
+                    at += step
+                if rc != 0:
+                    err = _posix.errno
+        finally:
+            self.release()
+        if rc != 0:
+            raise_oserror(err, "could not prefetch the mapping (MADV_WILLNEED)", self._path)
+
     def residency(self, offset=0, length=None):
         """Which pages of a byte range are in RAM (``mincore(2)``).
 

@@ -25,7 +25,8 @@ _HEAD = 4096  # bytes read up front: the whole header of almost every .npy / saf
 _LOAD_MODES = ("r", "r+", "c")
 
 
-def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, advice=None, huge=False):
+def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, advice=None, huge=False,
+         prefetch=False):
     """Load the array(s) of a .npy, .npz or .safetensors file, zero-copy by default.
 
     The format is found from the file's content (magic bytes), not its name.
@@ -47,6 +48,10 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
         Mapping policies, as in :func:`mmio.open`: prefault now, ``madvise``
         advice (``"sequential"`` for scans, ``"random"`` for gathers), or ask for
         transparent huge pages.
+    prefetch : bool
+        Start reading the data into the page cache in the background and return
+        at once (chunked ``WILLNEED``, see :meth:`Mapping.prefetch`).  Zero-copy
+        loads only.
 
     Returns
     -------
@@ -90,13 +95,15 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
                                header.data_offset, out, threads)
             mapping = _mapping._map_open_file(fd, os.fspath(path), mode, header.data_offset,
                                               header.nbytes, **policy)
+            if prefetch:
+                mapping.prefetch()
             return mapping.array(header.dtype, header.shape, 0, "F" if header.fortran_order else "C")
         if out is not None:
             raise ValueError("out= is for a single .npy array")
         if kind == "safetensors":
-            return _load_safetensors(fd, head, path, size, mode, copy, threads, policy)
+            return _load_safetensors(fd, head, path, size, mode, copy, threads, policy, prefetch)
         if kind == "npz":
-            return NpzArrays(path, mode, copy=copy, threads=threads, **policy)
+            return NpzArrays(path, mode, copy=copy, threads=threads, prefetch=prefetch, **policy)
         raise bad(path, "not a .npy, .npz or .safetensors file (unrecognised first bytes); "
                         "use mmio.open_array for raw binary")
     finally:
@@ -196,7 +203,7 @@ class SafetensorsArrays(dict):
     metadata: dict
 
 
-def _load_safetensors(fd, head, path, size, mode, copy, threads, policy):
+def _load_safetensors(fd, head, path, size, mode, copy, threads, policy, prefetch):
     n = safetensors.header_length(head, path, size)
     if 8 + n > len(head):
         head = os.pread(fd, 8 + n, 0)
@@ -209,6 +216,8 @@ def _load_safetensors(fd, head, path, size, mode, copy, threads, policy):
     data_end = max(t.data_offset + _nbytes(t.dtype, t.shape) for t in tensors.values())
     mapping = _mapping._map_open_file(fd, os.fspath(path), "r" if copy else mode, data_start,
                                       data_end - data_start, **({} if copy else policy))
+    if prefetch and not copy:
+        mapping.prefetch()
     with _closing_if(mapping, copy):
         for t in tensors.values():
             offset = t.data_offset - data_start
@@ -250,11 +259,13 @@ class NpzArrays(collections.abc.Mapping):
     """
 
     def __init__(self, path, mode="r", *, copy=False, threads=1, populate=False, advice=None,
-                 huge=False) -> None:
+                 huge=False, prefetch=False) -> None:
         self.path = os.fspath(path)
         self._copy, self._threads = copy, threads
         self._mapping = _mapping.open(path, "r" if copy else mode, populate=populate,
                                       advice=advice, huge=huge)
+        if prefetch and not copy:
+            self._mapping.prefetch()
         self._members = npz.members(self.path, self._read_at)
         self._arrays: dict[str, np.ndarray] = {}
 

@@ -1,0 +1,354 @@
+"""The file-access benchmark suite: mmio's policies against numpy and the stdlib, in one run.
+
+Usage::
+
+    python -m benchmarks [--size MIB] [--repeat N] [--quick] [--json PATH] [--png PATH]
+                         [--only GROUP,...] [--update-readme]
+
+Groups (each a table; every case runs once per round, rounds interleave cases):
+
+- ``open``: latency to get an ndarray over a .npy of ``--size`` MiB (nothing read).
+- ``warm``: open + full scan (``sum``) of a file already in the page cache.
+- ``cold``: open + full scan after the file was evicted (residency checked each round),
+  then a second scan: the end-to-end cost a user pays.
+- ``gather``: 100k random elements of a cold file; bytes read from disk (``/proc/self/io``).
+- ``inmemory``: a private in-memory copy of the array (``np.load`` and friends), and
+  ``out=`` against a plain ``np.copyto``.
+
+Results: a table per group (median, min-max, GB/s, ratio to the numpy reference),
+a JSON file, and a PNG chart when matplotlib is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import os
+import platform
+import statistics
+import tempfile
+import time
+from typing import Callable
+
+import numpy as np
+
+import mmio
+
+GATHER = 100_000
+
+
+# ---- files ---------------------------------------------------------------------------------
+
+def make_files(directory: str, size_mib: int) -> dict[str, str]:
+    """The same float64 data as .npy, raw and (when the package is installed) .safetensors."""
+    items = (size_mib << 20) // 8
+    data = np.arange(items, dtype="f8")
+    paths = {"npy": os.path.join(directory, "data.npy"), "raw": os.path.join(directory, "data.f8")}
+    np.save(paths["npy"], data)
+    data.tofile(paths["raw"])
+    try:
+        from safetensors.numpy import save_file
+    except ImportError:
+        pass
+    else:
+        paths["safetensors"] = os.path.join(directory, "data.safetensors")
+        save_file({"data": data}, paths["safetensors"])
+    for path in paths.values():
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+    return paths
+
+
+def evict(path: str, attempts: int = 5) -> float:
+    """Drop the file from the page cache; return the resident fraction left (checked)."""
+    for _ in range(attempts):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        left = mmio.residency(path).fraction
+        if left < 0.01:
+            return left
+        time.sleep(0.05)
+    return left
+
+
+def warm(path: str) -> float:
+    """Read the file sequentially (leaving large folios); return the resident fraction."""
+    with open(path, "rb", buffering=0) as f:
+        while f.read(8 << 20):
+            pass
+    return mmio.residency(path).fraction
+
+
+def read_bytes() -> int:
+    """Bytes this process has caused to be read from storage (``/proc/self/io``)."""
+    with open("/proc/self/io") as f:
+        for line in f:
+            if line.startswith("read_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
+# ---- timing ----------------------------------------------------------------------------------
+
+def run_rounds(cases: dict[str, Callable[[], object]], rounds: int,
+               before: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Seconds per case per round; ``before`` runs ahead of every single case (e.g. eviction)."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, case in cases.items():
+            if before is not None:
+                before()
+            start = time.perf_counter()
+            result = case()
+            samples[name].append(time.perf_counter() - start)
+            del result
+    return samples
+
+
+def summarize(samples: dict[str, list[float]], nbytes: int | None, reference: str,
+              extra: dict[str, dict] | None = None) -> list[dict]:
+    ref = statistics.median(samples[reference])
+    rows = []
+    for name, values in samples.items():
+        median = statistics.median(values)
+        row = {"case": name, "median_s": median, "min_s": min(values), "max_s": max(values),
+               "runs": len(values), "vs_reference": ref / median if median else float("inf")}
+        if nbytes:
+            row["gb_per_s"] = nbytes / median / 1e9
+        row.update((extra or {}).get(name, {}))
+        rows.append(row)
+    return rows
+
+
+def format_table(title: str, rows: list[dict], reference: str) -> str:
+    width = max(len(r["case"]) for r in rows)
+    unit, scale = ("us", 1e6) if max(r["median_s"] for r in rows) < 1e-3 else ("ms", 1e3)
+    head = f"{'case':<{width}}  {'median':>10}  {'min-max':>19}"
+    head += "  {:>7}".format("GB/s") if "gb_per_s" in rows[0] else ""
+    head += "  {:>9}".format("disk MiB") if "disk_mib" in rows[0] else ""
+    head += f"  {'speed vs ' + reference}"
+    lines = [f"## {title}", head]
+    for r in rows:
+        line = (f"{r['case']:<{width}}  {r['median_s'] * scale:>8.2f}{unit}  "
+                f"{r['min_s'] * scale:>8.2f}-{r['max_s'] * scale:<8.2f}{unit}")
+        if "gb_per_s" in r:
+            line += f"  {r['gb_per_s']:>7.2f}"
+        if "disk_mib" in r:
+            line += f"  {r['disk_mib']:>9.1f}"
+        line += f"  {r['vs_reference']:>6.2f}x"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+# ---- the groups ---------------------------------------------------------------------------------
+
+def group_open(paths, nbytes, rounds):
+    npy, raw = paths["npy"], paths["raw"]
+
+    def stdlib_mmap():
+        with open(raw, "rb") as f:
+            return np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), dtype="f8")
+
+    cases = {
+        "mmio.load(npy)": lambda: mmio.load(npy),
+        "mmio.open(raw).array": lambda: mmio.open(raw).array("f8"),
+        "np.load(npy, mmap_mode='r')": lambda: np.load(npy, mmap_mode="r"),
+        "np.memmap(raw)": lambda: np.memmap(raw, dtype="f8", mode="r"),
+        "mmap.mmap + np.frombuffer": stdlib_mmap,
+    }
+    samples = run_rounds(cases, rounds * 200)
+    return summarize(samples, None, "np.load(npy, mmap_mode='r')")
+
+
+def group_warm(paths, nbytes, rounds):
+    npy, raw = paths["npy"], paths["raw"]
+    ceiling = mmio.anonymous(nbytes, shared=False, populate=True).array("f8")
+    cases = {
+        "in-RAM array (ceiling)": lambda: ceiling.sum(),
+        "mmio.load": lambda: mmio.load(npy).sum(),
+        "mmio.load(populate)": lambda: mmio.load(npy, populate=True).sum(),
+        "mmio.load(advice=seq)": lambda: mmio.load(npy, advice="sequential").sum(),
+        "np.load(mmap_mode='r')": lambda: np.load(npy, mmap_mode="r").sum(),
+        "np.memmap": lambda: np.memmap(raw, dtype="f8", mode="r").sum(),
+    }
+    samples = run_rounds(cases, rounds, before=lambda: warm(npy) and warm(raw))
+    return summarize(samples, nbytes, "np.load(mmap_mode='r')")
+
+
+def group_cold(paths, nbytes, rounds):
+    """Cold open + first scan + second scan per policy (the end-to-end cost)."""
+    npy, raw = paths["npy"], paths["raw"]
+
+    def twice(load):
+        def case():
+            array = load()
+            first_start = time.perf_counter()
+            array.sum()
+            first = time.perf_counter() - first_start
+            second_start = time.perf_counter()
+            array.sum()
+            seconds[case.name].append((first, time.perf_counter() - second_start))
+        return case
+
+    loaders = {
+        "mmio.load": lambda: mmio.load(npy),
+        "mmio.load(advice=seq)": lambda: mmio.load(npy, advice="sequential"),
+        "mmio.load(prefetch)": lambda: mmio.load(npy, prefetch=True),
+        "mmio.load(populate)": lambda: mmio.load(npy, populate=True),
+        "mmio.load(huge+populate)": lambda: mmio.load(npy, huge=True, populate=True),
+        "mmio.load(copy, threads=2)": lambda: mmio.load(npy, copy=True, threads=2),
+        "np.load(mmap_mode='r')": lambda: np.load(npy, mmap_mode="r"),
+        "np.load": lambda: np.load(npy),
+        "np.fromfile": lambda: np.fromfile(raw, dtype="f8"),
+    }
+    seconds: dict[str, list] = {name: [] for name in loaders}
+    cases = {}
+    for name, load in loaders.items():
+        case = twice(load)
+        case.name = name
+        cases[name] = case
+    left = []
+    samples = run_rounds(cases, rounds, before=lambda: left.append(max(evict(npy), evict(raw))))
+    extra = {name: {"first_scan_s": statistics.median(f for f, _ in seconds[name]),
+                    "second_scan_s": statistics.median(s for _, s in seconds[name]),
+                    "max_resident_before": max(left)} for name in loaders}
+    return summarize(samples, nbytes, "np.load(mmap_mode='r')", extra)
+
+
+def group_gather(paths, nbytes, rounds):
+    npy = paths["npy"]
+    items = nbytes // 8
+    index = np.random.default_rng(0).integers(0, items, min(GATHER, items))
+    disk: dict[str, list[int]] = {}
+
+    def measured(name, load):
+        def case():
+            before = read_bytes()
+            load()[index].sum()
+            disk.setdefault(name, []).append(read_bytes() - before)
+        return case
+
+    loaders = {
+        "mmio.load(advice=random)": lambda: mmio.load(npy, advice="random"),
+        "mmio.load": lambda: mmio.load(npy),
+        "np.load(mmap_mode='r')": lambda: np.load(npy, mmap_mode="r"),
+    }
+    cases = {name: measured(name, load) for name, load in loaders.items()}
+    samples = run_rounds(cases, rounds, before=lambda: evict(npy))
+    extra = {name: {"disk_mib": statistics.median(disk[name]) / (1 << 20)} for name in loaders}
+    return summarize(samples, None, "np.load(mmap_mode='r')", extra)
+
+
+def group_inmemory(paths, nbytes, rounds):
+    npy, raw = paths["npy"], paths["raw"]
+    reuse = np.empty(nbytes // 8)
+    reuse[:] = 0
+    source = np.load(npy)
+    cases = {
+        "mmio.load(copy)": lambda: mmio.load(npy, copy=True),
+        "mmio.load(copy, threads=2)": lambda: mmio.load(npy, copy=True, threads=2),
+        "mmio.load(out=, threads=2)": lambda: mmio.load(npy, out=reuse, threads=2),
+        "np.copyto (in RAM, same size)": lambda: np.copyto(reuse, source),
+        "np.load": lambda: np.load(npy),
+        "np.fromfile": lambda: np.fromfile(raw, dtype="f8"),
+    }
+    if "safetensors" in paths:
+        from safetensors.numpy import load_file
+        cases["safetensors.numpy.load_file"] = lambda: load_file(paths["safetensors"])
+        cases["mmio.load(safetensors, copy)"] = lambda: mmio.load(paths["safetensors"], copy=True, threads=2)
+    samples = run_rounds(cases, rounds, before=lambda: warm(npy) and warm(raw))
+    return summarize(samples, nbytes, "np.load")
+
+
+GROUPS = {
+    "open": ("Open latency (an ndarray over the whole file, nothing read)", group_open),
+    "warm": ("Warm scan: open + sum, file in the page cache", group_warm),
+    "cold": ("Cold scan: evicted file, open + first sum (second sum in JSON)", group_cold),
+    "gather": (f"Random gather of {GATHER} elements from a cold file", group_gather),
+    "inmemory": ("In-memory load: a private array (warm file)", group_inmemory),
+}
+REFERENCES = {"open": "np.load(npy, mmap_mode='r')", "warm": "np.load(mmap_mode='r')",
+              "cold": "np.load(mmap_mode='r')", "gather": "np.load(mmap_mode='r')", "inmemory": "np.load"}
+
+
+# ---- output --------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+            "numpy": np.__version__, "mmio": mmio.__version__,
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30)}
+
+
+def draw(results: dict, path: str) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    groups = results["groups"]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 2.2 * len(groups)), squeeze=False)
+    for ax, (name, rows) in zip(axes[:, 0], groups.items()):
+        ax.barh([r["case"] for r in rows], [r["vs_reference"] for r in rows], color="tab:blue")
+        ax.axvline(1.0, color="grey", lw=0.8)
+        ax.set_title(f"{name}: speed relative to {REFERENCES[name]}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def update_readme(readme: str, text: str) -> None:
+    start, end = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+    with open(readme) as f:
+        content = f.read()
+    if start not in content:
+        raise SystemExit(f"{readme} has no {start} marker")
+    before, rest = content.split(start, 1)
+    _, after = rest.split(end, 1)
+    with open(readme, "w") as f:
+        f.write(f"{before}{start}\n```\n{text}\n```\n{end}{after}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512, help="file size in MiB (default 512)")
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds per group (default 5)")
+    parser.add_argument("--quick", action="store_true", help="16 MiB, 2 rounds: checks the suite runs")
+    parser.add_argument("--only", default=",".join(GROUPS), help="comma-separated groups to run")
+    parser.add_argument("--json", default="benchmark-results.json", help="where to write the results")
+    parser.add_argument("--png", default="benchmark-results.png", help="chart (needs matplotlib)")
+    parser.add_argument("--dir", default=None, help="directory for the generated files")
+    parser.add_argument("--update-readme", metavar="README", help="replace the benchmark table in README")
+    args = parser.parse_args(argv)
+    size, rounds = (16, 2) if args.quick else (args.size, args.repeat)
+    chosen = [g.strip() for g in args.only.split(",") if g.strip()]
+    unknown = set(chosen) - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown groups: {', '.join(sorted(unknown))}")
+    results = {"machine": machine(), "size_mib": size, "rounds": rounds, "groups": {}}
+    tables = []
+    header = (f"{size} MiB float64, {rounds} interleaved rounds, {results['machine']['cpus']} CPUs, "
+              f"Linux {results['machine']['kernel']}, numpy {np.__version__}, mmio {mmio.__version__}")
+    print(header, flush=True)
+    with tempfile.TemporaryDirectory(prefix="mmio-bench-", dir=args.dir) as tmp:
+        paths = make_files(tmp, size)
+        nbytes = (size << 20) // 8 * 8
+        for name in chosen:
+            title, run = GROUPS[name]
+            rows = run(paths, nbytes, rounds)
+            results["groups"][name] = rows
+            table = format_table(title, rows, REFERENCES[name])
+            tables.append(table)
+            print("\n" + table, flush=True)
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"\nwrote {args.json}" + (f" and {args.png}" if draw(results, args.png) else
+                                    " (install matplotlib for a chart)"))
+    if args.update_readme:
+        update_readme(args.update_readme, header + "\n\n" + "\n\n".join(tables))
+    return results

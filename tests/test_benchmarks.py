@@ -1,0 +1,30 @@
+"""The benchmark suite runs end to end (``--quick``), so it never rots. No timing is asserted."""
+
+import json
+import subprocess
+import sys
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_quick_suite_runs_and_writes_json(tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--json", str(out),
+                           "--png", str(tmp_path / "chart.png"), "--dir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    assert set(results["groups"]) == {"open", "warm", "cold", "gather", "inmemory"}
+    for name, rows in results["groups"].items():
+        assert rows and all(r["median_s"] > 0 for r in rows), name
+    cold = {r["case"]: r for r in results["groups"]["cold"]}
+    assert all(r["max_resident_before"] < 0.01 for r in cold.values())  # eviction was checked
+    assert "## Cold scan" in proc.stdout
+
+
+def test_open_benchmark_runs():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "open", "--size-mib", "4", "--rounds", "5"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "np.load(npy, mmap_mode='r')" in proc.stdout
