@@ -199,6 +199,7 @@ def group_cold(paths, nbytes, rounds):
         "mmio.load(advice=seq)": lambda: mmio.load(npy, advice="sequential"),
         "mmio.load(prefetch)": lambda: mmio.load(npy, prefetch=True),
         "mmio.load(populate)": lambda: mmio.load(npy, populate=True),
+        "mmio.load(populate, threads=2)": lambda: mmio.load(npy, populate=True, threads=2),
         "mmio.load(huge+populate)": lambda: mmio.load(npy, huge=True, populate=True),
         "mmio.load(copy, threads=2)": lambda: mmio.load(npy, copy=True, threads=2),
         "np.load(mmap_mode='r')": lambda: np.load(npy, mmap_mode="r"),

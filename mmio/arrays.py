@@ -43,7 +43,7 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
         For a .npy: fill this array (same dtype and shape, contiguous in the file's
         order) and return it.  Implies ``copy=True``.
     threads : int
-        Native threads for the copy (1-64).
+        Native threads (1-64) for the copy, or for ``populate`` on a zero-copy load.
     populate, advice, huge
         Mapping policies, as in :func:`mmio.open`: prefault now, ``madvise``
         advice (``"sequential"`` for scans, ``"random"`` for gathers), or ask for
@@ -82,7 +82,9 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
                          "(use mmio.create to make a new .npy)")
     if out is not None:
         copy = True
-    policy = dict(populate=populate, advice=advice, huge=huge)
+    # With threads, prefault after mapping, in parallel (MADV_POPULATE_READ per thread).
+    parallel_populate = populate and threads > 1 and not copy
+    policy = dict(populate=populate and not parallel_populate, advice=advice, huge=huge)
     fd = os.open(path, (os.O_RDWR if mode == "r+" else os.O_RDONLY) | os.O_CLOEXEC)
     try:
         size = _regular_size(fd, path)
@@ -95,6 +97,8 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
                                header.data_offset, out, threads)
             mapping = _mapping._map_open_file(fd, os.fspath(path), mode, header.data_offset,
                                               header.nbytes, **policy)
+            if parallel_populate:
+                mapping.populate(threads=threads)
             if prefetch:
                 mapping.prefetch()
             return mapping.array(header.dtype, header.shape, 0, "F" if header.fortran_order else "C")
