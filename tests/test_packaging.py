@@ -126,6 +126,8 @@ def test_cli_exit_status(argv, status):
 
 def test_readme_tour_runs(tmp_path, monkeypatch):
     source = (ROOT / "README.md").read_text()
-    code = re.search(r"```python\n(.*?)```", source, re.S).group(1)
+    blocks = re.findall(r"```python\n(.*?)```", source, re.S)
+    assert len(blocks) >= 2
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})

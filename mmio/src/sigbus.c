@@ -164,40 +164,63 @@ static void *populate_one(void *arg)
     return NULL;
 }
 
-int mmio_populate(char *start, size_t n, size_t page, int write, int threads, const char **fault)
+enum { MAX_THREADS = 64 };
+
+/* Run job(args[i]) for i < count: args 1.. on new threads (inline where a thread cannot
+ * start), args[0] on this thread; return when all are done. */
+static void fan_out(void *(*job)(void *), void *args, size_t arg_size, int count)
 {
-    enum { MAX_THREADS = 64 };
-    populate_job jobs[MAX_THREADS];
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS] = {0};
-    if (threads < 1)
-        threads = 1;
+    for (int t = 1; t < count; t++) {
+        void *arg = (char *)args + t * arg_size;
+        if (pthread_create(&ids[t], NULL, job, arg) == 0)
+            started[t] = 1;
+        else
+            job(arg);
+    }
+    job(args);
+    for (int t = 1; t < count; t++)
+        if (started[t])
+            pthread_join(ids[t], NULL);
+}
+
+/* Threads to use for n bytes cut in grains: at least 1, at most MAX_THREADS and one per grain. */
+static int thread_count(int threads, size_t n, size_t grain)
+{
+    size_t grains = (n + grain - 1) / grain;
     if (threads > MAX_THREADS)
         threads = MAX_THREADS;
-    size_t pages = (n + page - 1) / page;
-    if ((size_t)threads > pages)
-        threads = pages ? (int)pages : 1;
-    size_t per = (pages + threads - 1) / threads * page, offset = 0;
+    if ((size_t)threads > grains)
+        threads = (int)grains;
+    return threads < 1 ? 1 : threads;
+}
+
+/* Bytes per thread: n split evenly, rounded up to whole grains. */
+static size_t share(size_t n, int threads, size_t grain)
+{
+    size_t grains = (n + grain - 1) / grain;
+    return (grains + threads - 1) / threads * grain;
+}
+
+int mmio_populate(char *start, size_t n, size_t page, int write, int threads, const char **fault)
+{
+    populate_job jobs[MAX_THREADS];
+    threads = thread_count(threads, n, page);
+    size_t per = share(n, threads, page), offset = 0;
     for (int t = 0; t < threads; t++) {
         size_t len = offset >= n ? 0 : (n - offset < per ? n - offset : per);
         jobs[t] = (populate_job){start + offset, len, page, write, 0, NULL};
         offset += len;
-        if (t > 0 && pthread_create(&ids[t], NULL, populate_one, &jobs[t]) == 0)
-            started[t] = 1;
-        else if (t > 0)
-            populate_one(&jobs[t]);  /* could not start a thread: do its share here */
     }
-    populate_one(&jobs[0]);
-    int err = 0;
+    fan_out(populate_one, jobs, sizeof jobs[0], threads);
     for (int t = 0; t < threads; t++) {
-        if (started[t])
-            pthread_join(ids[t], NULL);
-        if (jobs[t].err && !err) {
-            err = jobs[t].err;
+        if (jobs[t].err) {
             *fault = jobs[t].fault;
+            return jobs[t].err;
         }
     }
-    return err;
+    return 0;
 }
 
 typedef struct {
@@ -218,36 +241,22 @@ static void *copy_one(void *arg)
 int mmio_parallel_copy(char *dst, const char *src, size_t n, int threads,
                        const char *lo, const char *hi, const char **fault)
 {
-    enum { MAX_THREADS = 64, GRAIN = 1 << 21 };
-    copy_job jobs[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    if (threads < 1)
-        threads = 1;
-    if (threads > MAX_THREADS)
-        threads = MAX_THREADS;
-    if ((size_t)threads > n / GRAIN + 1)
-        threads = (int)(n / GRAIN + 1);
     /* Split on 2 MiB boundaries of the destination so no huge page is shared by two threads. */
-    size_t per = ((n / threads + GRAIN - 1) / GRAIN) * GRAIN, offset = 0;
+    enum { GRAIN = 1 << 21 };
+    copy_job jobs[MAX_THREADS];
+    threads = thread_count(threads, n, GRAIN);
+    size_t per = share(n, threads, GRAIN), offset = 0;
     for (int t = 0; t < threads; t++) {
         size_t len = offset >= n ? 0 : (n - offset < per ? n - offset : per);
         jobs[t] = (copy_job){dst + offset, src + offset, lo, hi, len, 0, NULL};
         offset += len;
-        if (t > 0 && pthread_create(&ids[t], NULL, copy_one, &jobs[t]) == 0)
-            started[t] = 1;
-        else if (t > 0)
-            copy_one(&jobs[t]);
     }
-    copy_one(&jobs[0]);
-    int rc = 0;
-    for (int t = 0; t < threads; t++) {
-        if (started[t])
-            pthread_join(ids[t], NULL);
-        if (jobs[t].rc && (!rc || jobs[t].fault < *fault)) {
-            rc = -1;
+    fan_out(copy_one, jobs, sizeof jobs[0], threads);
+    for (int t = 0; t < threads; t++) {  /* the first fault by address: jobs run in address order */
+        if (jobs[t].rc) {
             *fault = jobs[t].fault;
+            return -1;
         }
     }
-    return rc;
+    return 0;
 }
