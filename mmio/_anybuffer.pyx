@@ -8,6 +8,7 @@ the duration of the system call, so its memory cannot be unmapped meanwhile.
 """
 
 import errno
+import operator
 import os
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_RECORDS_RO
@@ -48,11 +49,11 @@ cdef int _pages(object obj, object offset, object length, Py_buffer* view,
     cdef size_t lo, hi
     try:
         _span(view, &lo, &hi)
-        offset = int(offset)
+        offset = operator.index(offset)
         size = hi - lo
         if offset < 0 or offset > size:
             raise ValueError(f"offset {offset} is outside the buffer of {size} bytes")
-        length = size - offset if length is None else int(length)
+        length = size - offset if length is None else operator.index(length)
         if length < 0 or offset + length > size:
             raise ValueError(f"range [{offset}, {offset + length}) is outside the buffer of {size} bytes")
     except BaseException:
@@ -86,9 +87,9 @@ cdef int _call(object obj, object offset, object length, int call, int arg, str 
     finally:
         PyBuffer_Release(&view)
     if rc != 0:
-        if call in (1, 2) and err in (_posix.ENOMEM, _posix.EPERM, _posix.EAGAIN):
-            from ._limits import memlock_hint
-            attempted = f"{attempted} ({memlock_hint(end - first)})"
+        if call in (1, 2):
+            from ._limits import lock_failure_hint
+            attempted += lock_failure_hint(err, end - first)
         raise_oserror(err, attempted)
     return 0
 
@@ -186,7 +187,7 @@ def residency(target, offset=0, length=None):
         pages = mincore_pages(<char*>start, count, None)
     finally:
         PyBuffer_Release(&view)
-    offset = int(offset)
+    offset = operator.index(offset)
     return Residency(pages, PAGE, offset, count, offset - <Py_ssize_t>(start - first))
 
 

@@ -113,6 +113,10 @@ class Prot(enum.IntFlag):
         """
         if isinstance(value, str):
             return _parse_prot_string(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            every = int(cls.READ | cls.WRITE | cls.EXEC)
+            if value < 0 or value & ~every:
+                raise ValueError(f"{value!r} is not a protection: use mmio.Prot flags or 'none'/'r'/'rw'/'rwx'")
         return _parse(cls, value)
 
 

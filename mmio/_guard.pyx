@@ -11,10 +11,14 @@ from ._errors cimport raise_errno
 cdef extern from "sigbus.h" nogil:
     int mmio_guard_install()
     int mmio_guarded_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
-                          size_t n, const char* lo, const char* hi, const char** fault)
-    int mmio_populate(char* start, size_t n, size_t page, int write, int threads, const char** fault)
+                          size_t n, const char* lo, const char* hi, const char* lo2, const char* hi2,
+                          const char** fault)
+    int mmio_guarded_touch(char* start, size_t n, size_t page, int write, const char** fault)
+    int mmio_populate(char* start, size_t n, size_t page, int write, int touch_fallback, int threads,
+                      const char** fault)
     int mmio_parallel_copy(char* dst, const char* src, size_t n, int threads,
-                           const char* lo, const char* hi, const char** fault)
+                           const char* lo, const char* hi, const char* lo2, const char* hi2,
+                           const char** fault)
 
 cdef bint installed = False
 
@@ -29,18 +33,27 @@ cdef int install() except -1:
 
 
 cdef int guarded_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
-                      size_t n, const char* lo, const char* hi, const char** fault) noexcept nogil:
-    return mmio_guarded_copy(dst, dst_step, src, src_step, n, lo, hi, fault)
+                      size_t n, const char* lo, const char* hi, const char* lo2, const char* hi2,
+                      const char** fault) noexcept nogil:
+    return mmio_guarded_copy(dst, dst_step, src, src_step, n, lo, hi, lo2, hi2, fault)
 
 
-cdef int populate(char* start, size_t n, size_t page, bint write, int threads,
+cdef const char* first_fault(char* start, size_t n, size_t page) noexcept nogil:
+    """The first address in ``[start, start+n)`` whose page cannot be read, or NULL."""
+    cdef const char* fault = NULL
+    mmio_guarded_touch(start, n, page, 0, &fault)
+    return fault
+
+
+cdef int populate(char* start, size_t n, size_t page, bint write, bint touch_fallback, int threads,
                   const char** fault) noexcept nogil:
-    return mmio_populate(start, n, page, write, threads, fault)
+    return mmio_populate(start, n, page, write, touch_fallback, threads, fault)
 
 
 cdef int parallel_copy(char* dst, const char* src, size_t n, int threads,
-                       const char* lo, const char* hi, const char** fault) noexcept nogil:
-    return mmio_parallel_copy(dst, src, n, threads, lo, hi, fault)
+                       const char* lo, const char* hi, const char* lo2, const char* hi2,
+                       const char** fault) noexcept nogil:
+    return mmio_parallel_copy(dst, src, n, threads, lo, hi, lo2, hi2, fault)
 
 
 def handler_installed():

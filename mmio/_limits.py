@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import resource
 
 
@@ -43,3 +44,15 @@ def memlock_hint(requested: int) -> str:
             f"has {_size_text(locked_bytes())} locked already (VmLck); raise the limit with "
             "`ulimit -l`, LimitMEMLOCK= in a systemd unit or /etc/security/limits.conf, "
             "or grant CAP_IPC_LOCK")
+
+
+def lock_failure_hint(err: int, requested: int) -> str:
+    """Text to add to an mlock failure: the memlock limit when it is the cause, else what is."""
+    limit = memlock_limit()
+    over_limit = limit is not None and locked_bytes() + requested > limit
+    if err in (errno.EPERM, errno.EAGAIN) or (err == errno.ENOMEM and over_limit):
+        return f" ({memlock_hint(requested)})"
+    if err == errno.ENOMEM:
+        return (" (the range is within RLIMIT_MEMLOCK, so part of it cannot be backed: past the "
+                "end of a truncated file, or the system is out of memory)")
+    return ""

@@ -40,11 +40,10 @@ cdef class Mapping:
     cdef int _unmap(self) except -1
     cdef object _make_array(self, object descr, tuple dims, Py_ssize_t offset, bint fortran,
                             bint writable)
-    cdef int _prot_of(self, Py_ssize_t start, Py_ssize_t count) except -1
+    cdef int _prot_of(self, Py_ssize_t start, Py_ssize_t count, bint any_page=*) except -1
     cdef int _require(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, int needed) except -1
     cdef int _record_prot(self, size_t first, size_t end, int prot) except -1
-    cdef int _make_room(self, Py_ssize_t new_size) except -1
-    cdef object _current_file_size(self)
+    cdef object _make_room(self, Py_ssize_t new_size)
     cdef int _mremap(self, Py_ssize_t new_size) except -1
     cdef int _remap_fresh(self, Py_ssize_t new_size) except -1
     cdef int _range_call(self, int call, Py_ssize_t start, Py_ssize_t count, int flags,
@@ -56,5 +55,5 @@ cdef class Mapping:
     cdef int _madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
     cdef int _populate(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1
     cdef int _copy(self, char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
-                   Py_ssize_t n, str what) except -1
-    cdef int _raise_fault(self, const char* fault, str what) except -1
+                   Py_ssize_t n, bint writing) except -1
+    cdef int _raise_fault(self, const char* fault, str what, const char* lo, Py_ssize_t span) except -1

@@ -40,6 +40,8 @@ cdef extern from "numpy/arrayobject.h":
 cdef size_t PAGE = <size_t>_posix.sysconf(_posix._SC_PAGESIZE)
 cdef char EMPTY[1]                       # what an empty mapping points at
 cdef Py_ssize_t GIL_FREE_COPY = 1 << 18  # copies this large release the GIL
+# MADV_POPULATE_* arrived in 5.14; before, EINVAL means "unknown advice" and pages are touched instead.
+cdef bint TOUCH_TO_POPULATE = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2]) < (5, 14)
 
 _MODE_ALIASES = {"readonly": "r", "readwrite": "r+", "write": "w+", "copyonwrite": "c"}
 _MODES = ("r", "r+", "c", "w+")
@@ -227,6 +229,7 @@ cdef class Mapping:
     @property
     def readonly(self):
         """``True`` when the memory cannot be written through this mapping."""
+        self.check_open()
         return not (self._prot_of(0, self.length) & _posix.PROT_WRITE)
 
     @property
@@ -235,6 +238,7 @@ cdef class Mapping:
 
         Where parts of the mapping differ, the permissions every page has.
         """
+        self.check_open()
         return Prot(self._prot_of(0, self.length))
 
     def __len__(self):
@@ -373,7 +377,7 @@ cdef class Mapping:
         i = _checked_index(key, self.length)
         self._require(i, 1, 1, _posix.PROT_READ)
         cdef unsigned char byte
-        self._copy(<char*>&byte, 1, self.data + i, 1, 1, "read")
+        self._copy(<char*>&byte, 1, self.data + i, 1, 1, False)
         return byte
 
     def __setitem__(self, key, value):
@@ -386,7 +390,7 @@ cdef class Mapping:
         cdef Py_ssize_t i = _checked_index(key, self.length)
         self._require(i, 1, 1, _posix.PROT_WRITE)
         cdef unsigned char byte = value
-        self._copy(self.data + i, 1, <char*>&byte, 1, 1, "write")
+        self._copy(self.data + i, 1, <char*>&byte, 1, 1, True)
 
     cdef int _check_writable(self) except -1:
         self.check_open()
@@ -396,33 +400,51 @@ cdef class Mapping:
 
     cdef bytes _read(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n):
         out = PyBytes_FromStringAndSize(NULL, n)
-        self._copy(PyBytes_AS_STRING(out), 1, self.data + start, step, n, "read")
+        self._copy(PyBytes_AS_STRING(out), 1, self.data + start, step, n, False)
         return out
 
     cdef int _copy(self, char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
-                   Py_ssize_t n, str what) except -1:
-        """Copy with SIGBUS guarded over the mapping; the GIL is released for large copies."""
+                   Py_ssize_t n, bint writing) except -1:
+        """Copy between the mapping and a contiguous buffer (``src`` when writing, ``dst`` when
+        reading), SIGBUS guarded on both sides; the GIL is released for large copies."""
         cdef const char* fault = NULL
+        cdef const char* other = dst
+        cdef const char* mine = src  # the mapping's side
+        cdef Py_ssize_t step = src_step
+        if writing:
+            other, mine, step = src, dst, dst_step
         cdef int rc
         if n == 0:
             return 0
         _guard.install()
         if n < GIL_FREE_COPY:
             rc = _guard.guarded_copy(dst, dst_step, src, src_step, n, self.data,
-                                     self.data + self.length, &fault)
+                                     self.data + self.length, other, other + n, &fault)
         else:
             self.acquire()  # another thread's close() must not unmap under the copy
             try:
                 with nogil:
                     rc = _guard.guarded_copy(dst, dst_step, src, src_step, n, self.data,
-                                             self.data + self.length, &fault)
+                                             self.data + self.length, other, other + n, &fault)
             finally:
                 self.release()
         if rc != 0:
-            self._raise_fault(fault, what)
+            self._raise_fault(fault, "write" if writing else "read",
+                              mine if step > 0 else mine + (n - 1) * step, (n - 1) * abs(step) + 1)
         return 0
 
-    cdef int _raise_fault(self, const char* fault, str what) except -1:
+    cdef int _raise_fault(self, const char* fault, str what, const char* lo, Py_ssize_t span) except -1:
+        """Raise MappingFaultError for a SIGBUS at ``fault`` during an access to ``[lo, lo+span)``."""
+        if fault != NULL and not (self.data <= fault < self.data + self.length):
+            raise MappingFaultError(
+                _posix.EFAULT, f"could not {what}: the other buffer's memory could not be accessed "
+                "(is it a mapping of a file that was truncated?)", offset=None)
+        cdef const char* first = NULL
+        if fault != NULL and lo != NULL and lo <= fault:
+            # A copy may run backwards: find the lowest page that faults, for the report.
+            first = _guard.first_fault(<char*>lo, <size_t>(fault - lo) + 1, PAGE)
+            if first != NULL:
+                fault = first
         offset = <Py_ssize_t>(fault - self.data) if fault != NULL else None
         where = f" at offset {offset}" if offset is not None else ""
         raise MappingFaultError(
@@ -445,25 +467,31 @@ cdef class Mapping:
                 raise ValueError(f"cannot assign {source.len} bytes to a slice of {n} bytes; "
                                  "a mapping never changes size")
             self._require(start, step, n, _posix.PROT_WRITE)
-            self._copy(self.data + start, step, <char*>source.buf, 1, n, "write")
+            if step != 1 and _overlaps(<char*>source.buf, source.len, self.data, self.length):
+                copy = bytes((<char*>source.buf)[:n])  # a strided copy cannot handle overlap
+                self._copy(self.data + start, step, copy, 1, n, True)
+            else:
+                self._copy(self.data + start, step, <char*>source.buf, 1, n, True)
         finally:
             PyBuffer_Release(&source)
         return 0
 
     # ---- protection ------------------------------------------------------------------------
 
-    cdef int _prot_of(self, Py_ssize_t start, Py_ssize_t count) except -1:
-        """The permissions every page under ``[start, start+count)`` has."""
+    cdef int _prot_of(self, Py_ssize_t start, Py_ssize_t count, bint any_page=False) except -1:
+        """The permissions every page under ``[start, start+count)`` has (or, with
+        ``any_page``, that some page has)."""
         if self._page_prot is None or count <= 0:
             return self._prot
         cdef const unsigned char[:] pages = self._page_prot
         cdef size_t first = (<size_t>(self.data + start) - <size_t>self._base) // PAGE
         cdef size_t last = (<size_t>(self.data + start + count - 1) - <size_t>self._base) // PAGE
-        cdef int prot = 0xFF
+        cdef int every = 0xFF, some = 0
         cdef size_t i
         for i in range(first, last + 1):
-            prot &= pages[i]
-        return prot
+            every &= pages[i]
+            some |= pages[i]
+        return some if any_page else every
 
     cdef int _require(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, int needed) except -1:
         """Refuse to touch pages whose protection lacks ``needed`` (instead of a SIGSEGV)."""
@@ -514,20 +542,20 @@ cdef class Mapping:
                           "'r+' (writes reach the file) or 'c' (private copy)", self._path)
         if count == 0:
             return
-        cdef int removed = self._prot_of(start, count) & ~<int>prot
+        cdef size_t first = page_floor(<size_t>(self.data + start))
+        cdef size_t end = page_ceil(<size_t>(self.data + start + count))
+        # Every page the call touches, not just the bytes asked for.
+        cdef Py_ssize_t lo = max(0, <Py_ssize_t>(first - <size_t>self.data))
+        cdef Py_ssize_t hi = min(self.length, <Py_ssize_t>(end - <size_t>self.data))
+        cdef int removed = self._prot_of(lo, hi - lo, True) & ~<int>prot
         if removed & (_posix.PROT_READ | _posix.PROT_WRITE) and self._exports and not unsafe:
             raise BufferError(f"cannot remove {Prot(removed & 3)!r} while {self._exports} "
                               "array(s)/memoryview(s) are alive: touching them would crash; "
                               "delete them or pass unsafe=True")
-        cdef size_t first = page_floor(<size_t>(self.data + start))
-        cdef size_t end = page_ceil(<size_t>(self.data + start + count))
-        cdef int rc, err = 0, c_prot = prot
-        with nogil:
-            rc = _posix.mprotect(<void*>first, end - first, c_prot)
-            if rc != 0:
-                err = _posix.errno
-        if rc != 0:
-            raise_oserror(err, f"could not change the protection to {prot!r}", self._path)
+        # The GIL stays held: no other thread may act on the old protection meanwhile.
+        cdef int c_prot = prot
+        if _posix.mprotect(<void*>first, end - first, c_prot) != 0:
+            raise_errno(f"could not change the protection to {prot!r}", self._path)
         self._record_prot((first - <size_t>self._base) // PAGE, (end - <size_t>self._base) // PAGE, c_prot)
 
     cdef int _record_prot(self, size_t first, size_t end, int prot) except -1:
@@ -612,9 +640,9 @@ cdef class Mapping:
             self.release()
         if rc == 0:
             return 0
-        if call in (_MLOCK, _MLOCK2) and err in (_posix.ENOMEM, _posix.EPERM, _posix.EAGAIN):
-            from ._limits import memlock_hint
-            attempted = f"{attempted} ({memlock_hint(n)})"
+        if call in (_MLOCK, _MLOCK2):
+            from ._limits import lock_failure_hint
+            attempted += lock_failure_hint(err, n)
         raise_oserror(err, attempted, self._path)
 
     # ---- resizing and regions ---------------------------------------------------------------
@@ -655,50 +683,44 @@ cdef class Mapping:
                              "protect() the whole mapping first")
         if new_size == self.length:
             return
-        if new_size > self.length:
-            self._make_room(new_size)
-        if self._base == NULL or new_size == 0:
-            self._remap_fresh(new_size)
-        else:
-            self._mremap(new_size)
+        grown_from = self._make_room(new_size) if new_size > self.length else None
+        try:
+            if self._base == NULL or new_size == 0:
+                self._remap_fresh(new_size)
+            else:
+                self._mremap(new_size)
+        except BaseException:
+            if grown_from is not None:  # leave the file as it was
+                _posix.ftruncate(self._fd, grown_from)
+            raise
 
-    cdef int _make_room(self, Py_ssize_t new_size) except -1:
-        """Check (or make) the backing for ``new_size`` bytes."""
+    cdef object _make_room(self, Py_ssize_t new_size):
+        """Check (or make) the backing for ``new_size`` bytes; return the old file size if the
+        file was grown (None otherwise)."""
         if self._anonymous:
             if self._shared:
                 raise ValueError("shared anonymous memory cannot grow (its size is fixed when "
                                  "it is created); map a new one")
-            return 0
+            return None
+        if self._fd < 0:
+            raise ValueError("this mapping has no file descriptor to grow it with")
         end = self._file_offset + new_size
-        if self._mode in ("r+", "w+"):
-            if end > self._current_file_size():
-                _truncate(self, end)
-            return 0
-        size = self._current_file_size()
-        if end > size:
+        size = _file_size(self, new_size)
+        if size is None or end <= size:
+            return None
+        if self._mode not in ("r+", "w+"):
             raise ValueError(f"cannot grow a mode {self._mode!r} mapping to [{self._file_offset}, "
                              f"{end}): the file has {size} bytes and this mode never grows it")
-        return 0
-
-    cdef object _current_file_size(self):
-        cdef _posix.stat st
-        if self._fd >= 0:
-            if _posix.fstat(self._fd, &st) != 0:
-                raise_errno("could not stat the file", self._path)
-            return st.st_size
-        return os.stat(self._path).st_size
+        _truncate(self, end)
+        return size
 
     cdef int _mremap(self, Py_ssize_t new_size) except -1:
         cdef size_t delta = <size_t>(self.data - <char*>self._base)
         cdef size_t new_length = delta + <size_t>new_size
-        cdef void* base
-        cdef int err = 0
-        with nogil:
-            base = _posix.mremap(self._base, self._map_length, new_length, _posix.MREMAP_MAYMOVE)
-            if base == _posix.MAP_FAILED:
-                err = _posix.errno
+        # The GIL stays held: the memory may move, and no other thread may use the old address.
+        cdef void* base = _posix.mremap(self._base, self._map_length, new_length, _posix.MREMAP_MAYMOVE)
         if base == _posix.MAP_FAILED:
-            raise_oserror(err, f"could not resize the mapping to {new_size} bytes", self._path)
+            raise_errno(f"could not resize the mapping to {new_size} bytes", self._path)
         self._base = base
         self._map_length = new_length
         self.data = <char*>base + delta
@@ -715,16 +737,7 @@ cdef class Mapping:
         self.length = 0
         if new_size == 0:
             return 0
-        if self._anonymous:
-            _map(self, -1, new_size, 0, False)
-            return 0
-        if fd < 0:
-            fd = _open_path(self._path, self._mode)
-        try:
-            _map(self, fd, new_size, self._file_offset, False)
-        finally:
-            if fd != self._fd:
-                _posix.close(fd)
+        _map(self, -1 if self._anonymous else fd, new_size, self._file_offset, False)
         return 0
 
     def regions(self):
@@ -734,6 +747,8 @@ cdef class Mapping:
         -------
         list of Region
             Usually one; more where advice, protection or locking split the range.
+            The kernel may merge a mapping with a neighbour that has the same
+            flags, and a merged line's figures then cover both.
 
         Examples
         --------
@@ -791,11 +806,12 @@ cdef class Mapping:
             try:
                 with nogil:
                     rc = _guard.parallel_copy(<char*>dst.buf, self.data + start, n, nthreads,
-                                              self.data, self.data + self.length, &fault)
+                                              self.data, self.data + self.length,
+                                              <char*>dst.buf, <char*>dst.buf + n, &fault)
             finally:
                 self.release()
             if rc != 0:
-                self._raise_fault(fault, "read")
+                self._raise_fault(fault, "read", self.data + start, n)
             return n
         finally:
             PyBuffer_Release(&dst)
@@ -964,11 +980,13 @@ cdef class Mapping:
         1.0
         """
         cdef Py_ssize_t start, count
+        threads = operator.index(threads)
         self.resolve_range(offset, length, &start, &count)
-        if write and self.readonly:
-            raise TypeError("populate(write=True) needs a writable mapping")
         if not 1 <= threads <= 64:
             raise ValueError(f"threads must be between 1 and 64, got {threads}")
+        if write and not (self._prot & _posix.PROT_WRITE) and self._page_prot is None:
+            raise TypeError("populate(write=True) needs a writable mapping")
+        self._require(start, 1, count, _posix.PROT_WRITE if write else _posix.PROT_READ)
         self._populate(start, count, write, threads)
 
     cdef int _populate(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1:
@@ -982,11 +1000,11 @@ cdef class Mapping:
         self.acquire()
         try:
             with nogil:
-                err = _guard.populate(first, n, PAGE, write, threads, &fault)
+                err = _guard.populate(first, n, PAGE, write, TOUCH_TO_POPULATE, threads, &fault)
         finally:
             self.release()
         if err == _posix.EFAULT:
-            self._raise_fault(fault, "populate")
+            self._raise_fault(fault, "populate", NULL, 0)
         if err:
             raise_oserror(err, "could not prefault the mapping", self._path)
         return 0
@@ -1010,6 +1028,10 @@ def _kernel_older_than(version):
     """Whether the running kernel is older than ``version`` ("5.14")."""
     running = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
     return running < tuple(int(x) for x in version.split("."))
+
+
+cdef bint _overlaps(const char* a, Py_ssize_t a_len, const char* b, Py_ssize_t b_len) noexcept:
+    return a < b + b_len and b < a + a_len
 
 
 cdef object _plain_key(object key):
@@ -1137,7 +1159,7 @@ def open(target, mode="r", *, offset=0, length=None, size=None,
     m._prot = _posix.PROT_READ if mode == "r" else _posix.PROT_READ | _posix.PROT_WRITE
     if mode == "w+":  # check the range before the file is created or truncated
         length = _range_in_file(offset, length, size, mode)
-    keep_fd = _take_target(m, target, mode)
+    _take_target(m, target, mode)
     if mode == "w+":
         _file_size(m, length)  # refuses directories and pipes
         _truncate(m, size)
@@ -1149,9 +1171,6 @@ def open(target, mode="r", *, offset=0, length=None, size=None,
     # MAP_POPULATE on a private writable mapping would copy every page: prefault reading instead.
     _map(m, m._fd, length, offset, populate and m._shared and not huge)
     _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
-    if not keep_fd:
-        _posix.close(m._fd)
-        m._fd = -1
     return m
 
 
@@ -1160,9 +1179,9 @@ def _map_open_file(int fd, path, str mode, Py_ssize_t offset, Py_ssize_t length,
     """Map ``[offset, offset+length)`` of a file the caller opened and already checked.
 
     For mmio's loaders, which read the header through ``fd`` and must not pay
-    for opening the file twice.  The caller keeps (and closes) ``fd``; mmio
-    duplicates it only where a writable mapping needs one.  ``mode`` is one of
-    ``"r"``, ``"r+"``, ``"c"``; the range must lie inside the file.
+    for opening the file twice.  The caller keeps (and closes) ``fd``; the
+    mapping keeps a duplicate.  ``mode`` is one of ``"r"``, ``"r+"``, ``"c"``;
+    the range must lie inside the file.
     """
     if advice is not None:
         advice = Advice.parse(advice)
@@ -1172,8 +1191,7 @@ def _map_open_file(int fd, path, str mode, Py_ssize_t offset, Py_ssize_t length,
     m._prot = _posix.PROT_READ if mode == "r" else _posix.PROT_READ | _posix.PROT_WRITE
     m._path = path
     m._file_offset = offset
-    if mode == "r+":
-        m._fd = _dup_checked(fd, mode, path)
+    m._fd = _dup_checked(fd, mode, path)
     _map(m, fd, length, offset, populate and m._shared and not huge)
     _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
     return m
@@ -1237,13 +1255,12 @@ cdef object _range_in_file(object offset, object length, object file_size, str m
 
 
 cdef int _take_target(Mapping m, object target, str mode) except -1:
-    """Open or duplicate the file behind ``target`` into ``m._fd``; return whether to keep it."""
+    """Open or duplicate the file behind ``target`` into ``m._fd``, which the mapping keeps
+    (like the stdlib's mmap): resize() must reach this file, not whatever the path names later."""
     if isinstance(target, (str, bytes, os.PathLike)):
         m._path = os.fspath(target)
         m._fd = _open_path(m._path, mode)
-        # Keep a descriptor only where it will be needed (growing a writable file);
-        # thousands of read-only mappings must not cost thousands of descriptors.
-        return mode in ("r+", "w+")
+        return 0
     if isinstance(target, bool) or not (isinstance(target, int) or hasattr(target, "fileno")):
         raise TypeError(f"target must be a path, a file object or a file descriptor, "
                         f"not {type(target).__name__}")
@@ -1255,7 +1272,7 @@ cdef int _take_target(Mapping m, object target, str mode) except -1:
             target.flush()  # data still in Python's buffer would be missing from the mapping
         target = target.fileno()
     m._fd = _dup_checked(target, mode, m._path)
-    return True
+    return 0
 
 
 cdef int _open_path(object path, str mode) except -1:

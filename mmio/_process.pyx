@@ -40,8 +40,8 @@ def lock_all(current=True, future=False, on_fault=False):
         if rc != 0:
             err = _posix.errno
     if rc != 0:
-        from ._limits import memlock_hint
-        raise_oserror(err, f"could not lock the process's memory ({memlock_hint(0)})")
+        from ._limits import lock_failure_hint
+        raise_oserror(err, "could not lock the process's memory" + lock_failure_hint(err, 0))
 
 
 def unlock_all():

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import errno
-import os
+import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,11 @@ class Region:
         return self.perms.endswith("s")
 
     @property
+    def deleted(self) -> bool:
+        """Whether the mapped file was deleted (its name ends in ``" (deleted)"`` in maps)."""
+        return self.path is not None and self.inode != 0 and self.path.endswith(" (deleted)")
+
+    @property
     def huge_bytes(self) -> int:
         """Bytes mapped with huge pages (anonymous, shmem and file)."""
         return self.anon_huge_pages + self.shmem_pmd_mapped + self.file_pmd_mapped
@@ -122,8 +128,16 @@ def maps(pid: int | str = "self", *, start: int = 0, end: int | None = None) -> 
     >>> any(r.path == "[stack]" for r in regions)
     True
     """
-    if pid != "self" and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
-        raise ValueError(f"pid must be a positive int or 'self', not {pid!r}")
+    if pid != "self":
+        number = -1
+        if not isinstance(pid, (bool, str)):
+            try:
+                number = operator.index(pid)
+            except TypeError:
+                pass
+        if number <= 0:
+            raise ValueError(f"pid must be a positive int or 'self', not {pid!r}")
+        pid = number
     path = f"/proc/{pid}/smaps"
     try:
         with open(path, "rb") as f:
@@ -162,5 +176,13 @@ def _header(line: str, start: int, end: int | None):
     lo, hi = (int(x, 16) for x in parts[0].split("-"))
     if hi <= start or (end is not None and lo >= end):
         return None
-    path = parts[5].rstrip("\n") if len(parts) > 5 else None
+    path = _unescape(parts[5].rstrip("\n")) if len(parts) > 5 else None
     return lo, hi, parts[1], int(parts[2], 16), parts[3], int(parts[4]), path
+
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(path: str) -> str:
+    """Undo the kernel's octal escapes (a newline in a file name shows as ``\\012``)."""
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), path) if "\\" in path else path

@@ -245,3 +245,212 @@ def test_advice_the_kernel_refuses_names_it(data_file, monkeypatch):
         monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "5.10.0-1", "", "x86_64")))
         with pytest.raises(OSError, match=r"MADV_POPULATE_WRITE needs Linux 5\.14 or newer"):
             m.advise("populate_write")
+
+
+# ---- found in the second review -----------------------------------------------------------------
+
+def test_populate_over_prot_none_refuses_instead_of_crashing():
+    proc = run_python("""
+        import mmio
+        P = mmio.PAGE_SIZE
+        m = mmio.anonymous(2 * P)
+        m.protect("none", 0, P)
+        try:
+            m.populate()
+        except PermissionError as e:
+            print("refused")
+        m.populate(P, P)
+        print("second page ok")
+    """)
+    assert proc.stdout.splitlines() == ["refused", "second page ok"]
+
+
+def test_protect_sees_a_writable_array_over_any_page():
+    with mmio.anonymous(2 * PAGE) as m:
+        m.protect("r", 0, PAGE)
+        arr = m.array(offset=PAGE)
+        assert arr.flags.writeable
+        with pytest.raises(BufferError):
+            m.protect("r")
+        with pytest.raises(BufferError):
+            m.protect("none")
+        del arr
+        m.protect("rw")
+
+
+def test_protect_against_a_writer_thread_never_crashes():
+    proc = run_python("""
+        import threading, mmio
+        m = mmio.anonymous(mmio.PAGE_SIZE)
+        stop = False
+        def writer():
+            while not stop:
+                try:
+                    m[0] = 1
+                except TypeError:
+                    pass
+        t = threading.Thread(target=writer); t.start()
+        for _ in range(20000):
+            m.protect("r"); m.protect("rw")
+        stop = True; t.join()
+        print("alive")
+    """)
+    assert proc.stdout.strip() == "alive"
+
+
+def test_resize_against_a_reader_thread_never_crashes():
+    proc = run_python("""
+        import threading, mmio
+        m = mmio.anonymous(64 << 20, shared=False)
+        m.populate(write=True)
+        stop = False
+        def reader():
+            while not stop:
+                try:
+                    m[123456]
+                except (ValueError, IndexError):
+                    pass
+        t = threading.Thread(target=reader); t.start()
+        for i in range(300):
+            m.resize((64 << 20) + (i % 2) * (128 << 20))
+        stop = True; t.join()
+        print("alive")
+    """)
+    assert proc.stdout.strip() == "alive"
+
+
+def test_resize_follows_the_file_not_the_path(public_dir):
+    path = public_dir / "f.bin"
+    path.write_bytes(b"a" * PAGE)
+    other = public_dir / "g.bin"
+    other.write_bytes(b"b" * 10 * PAGE)
+    for mode in ("r", "c"):
+        path.write_bytes(b"a" * PAGE)
+        m = mmio.open(path, mode)
+        os.replace(other, path)  # the name now means a different, bigger file
+        with pytest.raises(ValueError, match="never grows"):
+            m.resize(10 * PAGE)
+        m.resize(0)
+        m.resize(PAGE)
+        assert m[:4] == b"aaaa"  # still the original file
+        m.close()
+        path.rename(other)
+
+
+def test_failed_resize_leaves_the_file_as_it_was(public_dir):
+    path = public_dir / "grow.bin"
+    path.write_bytes(bytes(PAGE))
+    proc = run_python(f"""
+        import resource, mmio
+        m = mmio.open({str(path)!r}, "r+")
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 32, 1 << 32))
+        try:
+            m.resize(1 << 40)
+        except OSError as e:
+            print("refused", e.errno)
+    """)
+    assert proc.stdout.startswith("refused")
+    assert path.stat().st_size == PAGE
+
+
+def test_overlapping_strided_assignment():
+    with mmio.anonymous(8) as m:
+        m[:] = b"abcdefgh"
+        m[::-1] = memoryview(m)
+        assert m[:] == b"hgfedcba"
+        m[::2] = memoryview(m)[:4]
+        expected = bytearray(b"hgfedcba")
+        expected[::2] = bytes(expected[:4])
+        assert m[:] == bytes(expected)
+
+
+def test_closed_mapping_properties_and_bad_flags():
+    m = mmio.anonymous(PAGE)
+    with pytest.raises(ValueError, match="not a protection"):
+        m.protect(-1)
+    with pytest.raises(ValueError, match="not a protection"):
+        m.protect(64)
+    with pytest.raises(TypeError):
+        m.populate(threads=1.5)
+    m.close()
+    for name in ("readonly", "protection", "size", "address"):
+        with pytest.raises(ValueError, match="closed"):
+            getattr(m, name)
+    import mmap
+    mm = mmap.mmap(-1, PAGE)
+    with pytest.raises(TypeError):
+        mmio.advise(mm, "normal", 1.5)
+    with pytest.raises(TypeError):
+        mmio.lock(mm, "1")
+
+
+def test_unowned_sigbus_still_kills_and_guard_survives_a_kill_signal(tmp_path):
+    proc = run_python(f"""
+        import os, signal, mmio
+        P = mmio.PAGE_SIZE
+        path = {str(tmp_path / "f.bin")!r}
+        open(path, "wb").write(bytes(4 * P))
+        m = mmio.open(path)
+        m[0]
+        os.truncate(path, P)
+        try:
+            m[2 * P]
+        except mmio.MappingFaultError:
+            print("guarded", flush=True)
+        os.kill(os.getpid(), signal.SIGBUS)   # the default action: the process dies
+        print("survived")
+    """, check=False)
+    assert proc.stdout == "guarded\n" and proc.returncode == -signal.SIGBUS
+
+
+def test_copy_from_another_truncated_mapping_is_guarded(tmp_path):
+    proc = run_python(f"""
+        import os, mmio
+        P = mmio.PAGE_SIZE
+        path = {str(tmp_path / "src.bin")!r}
+        open(path, "wb").write(bytes(4 * P))
+        src = mmio.open(path, "r+")
+        dst = mmio.anonymous(4 * P)
+        os.truncate(path, P)
+        for action in (lambda: dst.__setitem__(slice(0, 4 * P), memoryview(src)),  # reads src
+                       lambda: dst.readinto(memoryview(src))):                      # writes src
+            try:
+                action()
+            except mmio.MappingFaultError as e:
+                print("guarded", e.offset)
+    """)
+    assert proc.stdout.split() == ["guarded", "None", "guarded", "None"]
+
+
+def test_fault_offset_is_the_first_bad_page(tmp_path):
+    proc = run_python(f"""
+        import os, mmio
+        P = mmio.PAGE_SIZE
+        path = {str(tmp_path / "f.bin")!r}
+        open(path, "wb").write(bytes(1024 * P))
+        m = mmio.open(path)
+        os.truncate(path, P)
+        for action in (lambda: m[:], lambda: m.readinto(bytearray(1024 * P), threads=2),
+                       lambda: m[P - 10:P + 10]):
+            try:
+                action()
+            except mmio.MappingFaultError as e:
+                print(e.offset)
+    """)
+    assert proc.stdout.split() == [str(PAGE)] * 3
+
+
+def test_lock_failure_inside_the_limit_does_not_blame_the_limit(tmp_path):
+    proc = run_python(f"""
+        import os, mmio
+        P = mmio.PAGE_SIZE
+        path = {str(tmp_path / "f.bin")!r}
+        open(path, "wb").write(bytes(8 * P))
+        m = mmio.open(path)
+        os.truncate(path, P)
+        try:
+            m.lock()
+        except OSError as e:
+            print("RLIMIT_MEMLOCK is" in str(e), "cannot be backed" in str(e))
+    """)
+    assert proc.stdout.split() == ["False", "True"]

@@ -38,7 +38,12 @@ def test_regions_match_proc_self_maps(data_file):
 
 def test_regions_figures_follow_what_happens():
     with mmio.anonymous(16 * PAGE, shared=False) as m:
+        # Flags no neighbour has, so the kernel cannot merge this region with another
+        # (a merged line of /proc/self/maps would carry the neighbour's figures too).
+        m.advise("dontdump")
+        m.advise("dontfork")
         (before,) = m.regions()
+        assert (before.start, before.end) == (m.address, m.address + 16 * PAGE)
         assert before.rss == 0 and before.size == 16 * PAGE and not before.shared
         m.populate(write=True)
         (after,) = m.regions()

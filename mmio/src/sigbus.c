@@ -15,35 +15,48 @@
 
 typedef struct {
     sigjmp_buf jump;
-    const char *lo, *hi;       /* the guarded range */
+    const char *lo, *hi;       /* the guarded ranges: mmio's mapping ... */
+    const char *lo2, *hi2;     /* ... and the other side of a copy, when it is mapped memory too */
     const char *volatile fault;
     volatile int armed;
     volatile int in_handler;
 } guard_t;
 
-static __thread guard_t *current_guard;
+/* initial-exec: the handler must not reach __tls_get_addr (which may allocate) in a dlopen'ed module. */
+static __thread guard_t *current_guard __attribute__((tls_model("initial-exec")));
 static struct sigaction previous_action;
 static pthread_once_t install_once = PTHREAD_ONCE_INIT;
 static int install_errno;
 
+/* Pass a SIGBUS mmio does not own to whoever had it before mmio. */
 static void chain(int sig, siginfo_t *info, void *context)
 {
     if (previous_action.sa_flags & SA_SIGINFO) {
         previous_action.sa_sigaction(sig, info, context);
+    } else if (previous_action.sa_handler == SIG_IGN && info->si_code <= 0) {
+        return;  /* sent by kill() and ignored before mmio came: still ignored */
     } else if (previous_action.sa_handler == SIG_DFL || previous_action.sa_handler == SIG_IGN) {
-        /* Restore the default: the faulting access runs again and the process dies of
-         * SIGBUS, exactly as it would have without mmio. */
+        /* The default action: the process dies of SIGBUS, exactly as it would without mmio.
+         * A fault re-runs the access on return; a signal sent with kill() must be raised again. */
         signal(sig, SIG_DFL);
+        if (info->si_code <= 0)
+            raise(sig);
     } else {
         previous_action.sa_handler(sig);
     }
+}
+
+static int guarded(const guard_t *g, const char *addr)
+{
+    return (addr >= g->lo && addr < g->hi) || (addr >= g->lo2 && addr < g->hi2);
 }
 
 static void on_sigbus(int sig, siginfo_t *info, void *context)
 {
     guard_t *g = current_guard;
     const char *addr = (const char *)info->si_addr;
-    if (g && g->armed && !g->in_handler && addr >= g->lo && addr < g->hi) {
+    /* si_code > 0: raised by the kernel for a faulting access, not sent by kill(). */
+    if (g && g->armed && !g->in_handler && info->si_code > 0 && guarded(g, addr)) {
         g->in_handler = 1;
         g->fault = addr;
         siglongjmp(g->jump, 1);
@@ -72,11 +85,13 @@ int mmio_guard_install(void)
     return 0;
 }
 
-/* Arm g for [lo, hi) on this thread; the caller runs sigsetjmp(g->jump, 0) right after. */
-static void arm(guard_t *g, const char *lo, const char *hi)
+/* Arm g for [lo, hi) and [lo2, hi2) on this thread; the caller runs sigsetjmp(g->jump, 0) next. */
+static void arm(guard_t *g, const char *lo, const char *hi, const char *lo2, const char *hi2)
 {
     g->lo = lo;
     g->hi = hi;
+    g->lo2 = lo2;
+    g->hi2 = hi2;
     g->fault = NULL;
     g->in_handler = 0;
     current_guard = g;
@@ -100,10 +115,11 @@ static void plain_copy(char *dst, ptrdiff_t dst_step, const char *src, ptrdiff_t
 }
 
 int mmio_guarded_copy(char *dst, ptrdiff_t dst_step, const char *src, ptrdiff_t src_step,
-                      size_t n, const char *lo, const char *hi, const char **fault)
+                      size_t n, const char *lo, const char *hi, const char *lo2, const char *hi2,
+                      const char **fault)
 {
     guard_t g;
-    arm(&g, lo, hi);
+    arm(&g, lo, hi, lo2, hi2);
     if (sigsetjmp(g.jump, 0)) {
         disarm(&g);
         *fault = g.fault;
@@ -118,7 +134,7 @@ int mmio_guarded_touch(char *start, size_t n, size_t page, int write, const char
 {
     guard_t g;
     volatile char *p = start;
-    arm(&g, start, start + n);
+    arm(&g, start, start + n, NULL, NULL);
     if (sigsetjmp(g.jump, 0)) {
         disarm(&g);
         *fault = g.fault;
@@ -136,7 +152,7 @@ int mmio_guarded_touch(char *start, size_t n, size_t page, int write, const char
 typedef struct {
     char *start;
     size_t n, page;
-    int write, err;
+    int write, touch_fallback, err;
     const char *fault;
 } populate_job;
 
@@ -150,7 +166,7 @@ static void *populate_one(void *arg)
     if (madvise(job->start, job->n, advice) == 0)
         return NULL;
     job->err = errno;
-    if (job->err == EINVAL) {  /* kernel older than 5.14: touch every page */
+    if (job->err == EINVAL && job->touch_fallback) {  /* kernel older than 5.14: touch every page */
         job->err = mmio_guarded_touch(job->start, job->n, job->page, job->write, &job->fault) ? EFAULT : 0;
     } else if (job->err == EFAULT) {
         /* Find the first page that cannot be supplied, for the error message. */
@@ -203,14 +219,15 @@ static size_t share(size_t n, int threads, size_t grain)
     return (grains + threads - 1) / threads * grain;
 }
 
-int mmio_populate(char *start, size_t n, size_t page, int write, int threads, const char **fault)
+int mmio_populate(char *start, size_t n, size_t page, int write, int touch_fallback, int threads,
+                  const char **fault)
 {
     populate_job jobs[MAX_THREADS];
     threads = thread_count(threads, n, page);
     size_t per = share(n, threads, page), offset = 0;
     for (int t = 0; t < threads; t++) {
         size_t len = offset >= n ? 0 : (n - offset < per ? n - offset : per);
-        jobs[t] = (populate_job){start + offset, len, page, write, 0, NULL};
+        jobs[t] = (populate_job){start + offset, len, page, write, touch_fallback, 0, NULL};
         offset += len;
     }
     fan_out(populate_one, jobs, sizeof jobs[0], threads);
@@ -225,7 +242,7 @@ int mmio_populate(char *start, size_t n, size_t page, int write, int threads, co
 
 typedef struct {
     char *dst;
-    const char *src, *lo, *hi;
+    const char *src, *lo, *hi, *lo2, *hi2;
     size_t n;
     int rc;
     const char *fault;
@@ -234,12 +251,14 @@ typedef struct {
 static void *copy_one(void *arg)
 {
     copy_job *job = arg;
-    job->rc = job->n ? mmio_guarded_copy(job->dst, 1, job->src, 1, job->n, job->lo, job->hi, &job->fault) : 0;
+    job->rc = job->n ? mmio_guarded_copy(job->dst, 1, job->src, 1, job->n, job->lo, job->hi,
+                                         job->lo2, job->hi2, &job->fault) : 0;
     return NULL;
 }
 
 int mmio_parallel_copy(char *dst, const char *src, size_t n, int threads,
-                       const char *lo, const char *hi, const char **fault)
+                       const char *lo, const char *hi, const char *lo2, const char *hi2,
+                       const char **fault)
 {
     /* Split on 2 MiB boundaries of the destination so no huge page is shared by two threads. */
     enum { GRAIN = 1 << 21 };
@@ -248,7 +267,7 @@ int mmio_parallel_copy(char *dst, const char *src, size_t n, int threads,
     size_t per = share(n, threads, GRAIN), offset = 0;
     for (int t = 0; t < threads; t++) {
         size_t len = offset >= n ? 0 : (n - offset < per ? n - offset : per);
-        jobs[t] = (copy_job){dst + offset, src + offset, lo, hi, len, 0, NULL};
+        jobs[t] = (copy_job){dst + offset, src + offset, lo, hi, lo2, hi2, len, 0, NULL};
         offset += len;
     }
     fan_out(copy_one, jobs, sizeof jobs[0], threads);

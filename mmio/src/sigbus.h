@@ -23,22 +23,27 @@
 /* Install the handler (once per process).  Returns 0, or -1 with errno set. */
 int mmio_guard_install(void);
 
-/* Copy n bytes, dst[i*dst_step] = src[i*src_step], with [lo, hi) guarded.
- * Returns 0, or -1 after a SIGBUS in [lo, hi), storing the faulting address. */
+/* Copy n bytes, dst[i*dst_step] = src[i*src_step], with [lo, hi) and [lo2, hi2) guarded
+ * (the second range may be empty).  Returns 0, or -1 after a SIGBUS in either range,
+ * storing the faulting address (not necessarily the lowest: memmove may copy backwards). */
 int mmio_guarded_copy(char *dst, ptrdiff_t dst_step, const char *src, ptrdiff_t src_step,
-                      size_t n, const char *lo, const char *hi, const char **fault);
+                      size_t n, const char *lo, const char *hi, const char *lo2, const char *hi2,
+                      const char **fault);
 
 /* Read (and with write=1, rewrite in place) one byte of every page of [start, start+n). */
 int mmio_guarded_touch(char *start, size_t n, size_t page, int write, const char **fault);
 
-/* Fault in [start, start+n) with MADV_POPULATE_READ/WRITE split across threads, falling
- * back to a guarded touch loop where the kernel lacks the advice.  Returns 0, or an errno
- * (EFAULT with *fault set when the range runs past the end of the file). */
-int mmio_populate(char *start, size_t n, size_t page, int write, int threads, const char **fault);
+/* Fault in [start, start+n) with MADV_POPULATE_READ/WRITE split across threads; with
+ * touch_fallback (a kernel older than 5.14, whose EINVAL means "unknown advice"), touch the
+ * pages instead.  Returns 0, or an errno (EFAULT with *fault set when the range runs past the
+ * end of the file). */
+int mmio_populate(char *start, size_t n, size_t page, int write, int touch_fallback, int threads,
+                  const char **fault);
 
 /* Copy n bytes src -> dst with `threads` native threads, each guarding [lo, hi) (the mapped
  * side).  Returns 0, or -1 with *fault set to the first faulting address any thread saw. */
 int mmio_parallel_copy(char *dst, const char *src, size_t n, int threads,
-                       const char *lo, const char *hi, const char **fault);
+                       const char *lo, const char *hi, const char *lo2, const char *hi2,
+                       const char **fault);
 
 #endif
