@@ -14,7 +14,7 @@ from ._flags import PAGE_SIZE, Advice, Prot
 from ._anybuffer import advise, lock, residency, unlock
 from ._limits import memlock_limit
 from ._process import lock_all, unlock_all
-from ._residency import Residency
+from ._residency import CacheStat, Residency, cache_stat, evict, touch
 from .arrays import create, load, open_array
 from .procmaps import Region, maps
 
@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PAGE_SIZE",
     "Advice",
+    "CacheStat",
     "Mapping",
     "MappingFaultError",
     "Prot",
@@ -30,7 +31,9 @@ __all__ = [
     "Residency",
     "advise",
     "anonymous",
+    "cache_stat",
     "create",
+    "evict",
     "load",
     "lock",
     "lock_all",
@@ -39,6 +42,7 @@ __all__ = [
     "open",
     "open_array",
     "residency",
+    "touch",
     "unlock",
     "unlock_all",
 ]

@@ -18,8 +18,7 @@ from ._errors cimport raise_oserror
 from ._mapping cimport Mapping
 from ._residency cimport mincore_pages
 from ._flags import Advice
-from ._mapping import open as _open_mapping
-from ._residency import Residency
+from ._residency import Residency, file_residency
 
 cdef size_t PAGE = <size_t>_posix.sysconf(_posix._SC_PAGESIZE)
 
@@ -179,7 +178,7 @@ def residency(target, offset=0, length=None):
     if isinstance(target, Mapping):
         return target.residency(offset, length)
     if isinstance(target, (str, bytes, os.PathLike)):
-        return _file_residency(target, offset, length)
+        return file_residency(target, offset, length)
     cdef Py_buffer view
     cdef size_t first, end, start, count
     _pages(target, offset, length, &view, &first, &end, &start, &count)
@@ -189,24 +188,3 @@ def residency(target, offset=0, length=None):
         PyBuffer_Release(&view)
     offset = operator.index(offset)
     return Residency(pages, PAGE, offset, count, offset - <Py_ssize_t>(start - first))
-
-
-def _file_residency(path, offset, length):
-    _check_cache_visible(path)
-    with _open_mapping(path, offset=offset, length=length) as m:
-        r = m.residency()
-    file_offset = m.offset
-    return Residency(r.pages, r.page_size, file_offset, r.length, file_offset - file_offset % r.page_size)
-
-
-def _check_cache_visible(path):
-    """Refuse where mincore would lie: files the caller neither owns nor may write (Linux >= 5.2)."""
-    st = os.stat(path)
-    if st.st_uid == os.geteuid() or os.access(path, os.W_OK, effective_ids=True):
-        return
-    raise PermissionError(
-        errno.EPERM,
-        "cannot see which pages of this file are cached: the kernel hides the page cache of "
-        "files you neither own nor may write (Linux >= 5.2, a side-channel defence), so "
-        "mincore would give a made-up answer; run as the file's owner, with write access, or as root",
-        os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path))

@@ -4,7 +4,16 @@
 from posix.types cimport off_t, mode_t
 
 cdef extern from "compat.h" nogil:
-    pass
+    cdef struct mmio_cachestat_range:
+        unsigned long long off
+        unsigned long long len
+    cdef struct mmio_cachestat:
+        unsigned long long nr_cache
+        unsigned long long nr_dirty
+        unsigned long long nr_writeback
+        unsigned long long nr_evicted
+        unsigned long long nr_recently_evicted
+    long MMIO_OVERLAYFS_SUPER_MAGIC
 
 cdef extern from "<sys/mman.h>" nogil:
     void* MAP_FAILED
@@ -64,9 +73,14 @@ cdef extern from "<sys/stat.h>" nogil:
     bint S_ISBLK(mode_t mode)
     bint S_ISCHR(mode_t mode)
 
+cdef extern from "<sys/vfs.h>" nogil:
+    cdef struct statfs:
+        long f_type
+    int fstatfs(int fd, statfs* buf)
+
 cdef extern from "<errno.h>" nogil:
     int errno
-    int EINVAL, EINTR, ENOMEM, EACCES, EISDIR, ENODEV, EFAULT, ENOSYS, EPERM, EAGAIN
+    int EINVAL, EINTR, ENOMEM, EACCES, EISDIR, ENODEV, EFAULT, ENOSYS, EPERM, EAGAIN, EOPNOTSUPP
 
 cdef extern from "<string.h>" nogil:
     void* memcpy(void* dest, const void* src, size_t n)

@@ -1,7 +1,29 @@
 """Type stubs for the compiled residency module."""
 
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 import numpy.typing as npt
+
+_Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+class CacheStat(NamedTuple):
+    """Page-cache figures of a file range, in pages (``cachestat(2)``)."""
+    cached: int
+    dirty: int | None
+    writeback: int | None
+    evicted: int | None
+    recently_evicted: int | None
+
+def file_residency(path: _Path, offset: int = 0, length: int | None = None) -> Residency: ...
+def cache_stat(path: _Path, offset: int = 0, length: int | None = None) -> CacheStat: ...
+def touch(
+    path: _Path, offset: int = 0, length: int | None = None, *, method: str = "willneed",
+    chunk: int = ..., progress: Callable[[int, int], object] | None = None,
+) -> int: ...
+def evict(path: _Path, *, sync: bool = False) -> int | None: ...
 
 class Residency:
     """Which pages of a byte range are in RAM."""

@@ -1,10 +1,25 @@
-"""Page-cache residency: ``mincore(2)`` over mapped memory and the Residency type."""
+"""Page-cache residency: ``mincore(2)``, ``cachestat(2)`` and ``posix_fadvise(2)``, and the Residency type.
+
+Memory residency (of a mapping or buffer) comes from ``mincore``.  For files,
+``residency`` maps the file without touching a page and asks ``mincore``;
+``cache_stat`` asks ``cachestat`` (Linux >= 6.5), which counts without mapping;
+``touch`` and ``evict`` move a file into and out of the page cache.
+
+The kernel hides the page cache of files the caller neither owns nor may write
+(Linux >= 5.2; ``mincore`` then reports made-up residency and ``cachestat``
+answers EPERM): every function here raises ``PermissionError`` for such files
+rather than report a wrong number.
+"""
+
+import collections
+import errno
+import os
 
 import numpy as np
 
 cimport numpy as cnp
 from . cimport _posix
-from ._errors cimport raise_oserror
+from ._errors cimport raise_errno, raise_oserror
 
 cnp.import_array()
 
@@ -123,3 +138,310 @@ class Residency:
     def __repr__(self):
         return (f"<mmio.Residency {self.resident}/{self.total} pages resident "
                 f"({self.fraction:.1%}) of {self.length} bytes at offset {self.offset}>")
+
+
+# ---- files ------------------------------------------------------------------------------------
+
+CacheStat = collections.namedtuple("CacheStat", "cached dirty writeback evicted recently_evicted")
+CacheStat.__doc__ = """Page-cache figures of a file range, in pages (``cachestat(2)``).
+
+``cached`` pages are in the page cache, ``dirty`` and ``writeback`` of them not yet
+on disk; ``evicted`` pages were in the cache and were dropped, ``recently_evicted``
+recently enough to count as thrashing.  On overlayfs, where ``cachestat`` reports
+zeros, ``cached`` comes from ``mincore`` and the other fields are ``None``.
+"""
+
+_HIDDEN = ("the kernel hides the page cache of files you neither own nor may write (Linux >= 5.2, "
+           "a side-channel defence: mincore would report made-up residency and cachestat refuses); "
+           "run as the file's owner, with write access, or as root")
+
+
+cdef int _open_file(object path) except -1:
+    """Open a regular file read-only (non-blocking, so a FIFO is refused rather than waited on)."""
+    cdef bytes encoded = os.fsencode(path)
+    if b"\0" in encoded:
+        raise ValueError(f"embedded null byte in path {path!r}")
+    cdef int fd = _posix.open(encoded, _posix.O_RDONLY | _posix.O_CLOEXEC | _posix.O_NONBLOCK)
+    if fd < 0:
+        raise_errno("could not open the file", path)
+    cdef _posix.stat st
+    cdef int err = 0
+    if _posix.fstat(fd, &st) != 0:
+        err = _posix.errno
+    elif _posix.S_ISDIR(st.st_mode):
+        err = _posix.EISDIR
+    elif not _posix.S_ISREG(st.st_mode):
+        err = _posix.ENODEV
+    if err:
+        _posix.close(fd)
+        raise_oserror(err, "not a regular file" if err != _posix.EISDIR else "this is a directory", path)
+    return fd
+
+
+cdef long long _file_size(int fd, object path) except -1:
+    cdef _posix.stat st
+    if _posix.fstat(fd, &st) != 0:
+        raise_errno("could not stat the file", path)
+    return st.st_size
+
+
+cdef int _cachestat(int fd, unsigned long long off, unsigned long long length,
+                    _posix.mmio_cachestat* out) noexcept nogil:
+    """0, or the errno of cachestat(2) (ENOSYS before Linux 6.5)."""
+    cdef _posix.mmio_cachestat_range r
+    r.off = off
+    r.len = length
+    if _posix.syscall(_posix.SYS_cachestat, fd, &r, out, 0) != 0:
+        return _posix.errno
+    return 0
+
+
+cdef bint _on_overlayfs(int fd) noexcept nogil:
+    cdef _posix.statfs sf
+    return _posix.fstatfs(fd, &sf) == 0 and sf.f_type == _posix.MMIO_OVERLAYFS_SUPER_MAGIC
+
+
+cdef bint _cachestat_usable(int fd, object path) except -1:
+    """Raise PermissionError if the kernel hides this file's cache; else whether cachestat counts it."""
+    cdef _posix.mmio_cachestat cs
+    cdef int err = _cachestat(fd, 0, PAGE, &cs)
+    if err == 0:
+        return not _on_overlayfs(fd)
+    if err == _posix.EPERM:
+        raise PermissionError(errno.EPERM, f"cannot see which pages are cached: {_HIDDEN}", os.fspath(path))
+    # No cachestat (Linux < 6.5): apply the kernel's rule ourselves.
+    if os.geteuid() == 0 or os.fstat(fd).st_uid == os.geteuid() or os.access(path, os.W_OK, effective_ids=True):
+        return False
+    raise PermissionError(errno.EPERM, f"cannot see which pages are cached: {_HIDDEN}", os.fspath(path))
+
+
+cdef tuple _file_range(object offset, object length, long long size):
+    import operator
+    offset = operator.index(offset)
+    length = size - offset if length is None else operator.index(length)
+    if offset < 0 or length < 0:
+        raise ValueError(f"offset and length must not be negative, got {offset} and {length}")
+    if offset + length > size:
+        raise ValueError(f"range [{offset}, {offset + length}) is outside the file of {size} bytes")
+    return offset, length
+
+
+cdef object _mincore_file(int fd, object path, long long offset, long long length):
+    """Residency of ``[offset, offset+length)`` of the open file: map it untouched, ask mincore."""
+    cdef long long first = offset - offset % PAGE
+    cdef size_t span = <size_t>(offset + length - first)
+    cdef void* base
+    if length == 0:
+        return Residency(np.zeros(0, np.bool_), PAGE, offset, 0, first)
+    with nogil:
+        base = _posix.mmap(NULL, span, _posix.PROT_READ, _posix.MAP_SHARED, fd, first)
+    if base == _posix.MAP_FAILED:
+        raise_errno("could not map the file to read its residency", path)
+    try:
+        pages = mincore_pages(<char*>base, span, path)
+    finally:
+        _posix.munmap(base, span)
+    return Residency(pages, PAGE, offset, length, first)
+
+
+def file_residency(path, offset=0, length=None):
+    """Which pages of a file are in the page cache (see :func:`mmio.residency`)."""
+    cdef int fd = _open_file(path)
+    try:
+        _cachestat_usable(fd, path)
+        start, count = _file_range(offset, length, _file_size(fd, path))
+        return _mincore_file(fd, path, start, count)
+    finally:
+        _posix.close(fd)
+
+
+def cache_stat(path, offset=0, length=None):
+    """Page-cache figures of a file, from ``cachestat(2)`` (Linux >= 6.5): fast, no mapping.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    offset, length : int
+        Byte range (widened to whole pages); default the whole file.
+
+    Returns
+    -------
+    CacheStat
+        ``cached``, ``dirty``, ``writeback``, ``evicted``, ``recently_evicted`` (pages).
+
+    Raises
+    ------
+    OSError
+        ``ENOSYS`` on kernels before 6.5 (use :func:`mmio.residency`).
+    PermissionError
+        The kernel hides this file's page cache from the caller.
+
+    Examples
+    --------
+    >>> import mmio
+    >>> open("/tmp/mmio-doc.bin", "wb").write(b"x" * 8192)
+    8192
+    >>> mmio.cache_stat("/tmp/mmio-doc.bin").cached
+    2
+    """
+    cdef int fd = _open_file(path)
+    cdef _posix.mmio_cachestat cs
+    cdef int err
+    cdef long long start, count
+    try:
+        start, count = _file_range(offset, length, _file_size(fd, path))
+        if count == 0:
+            return CacheStat(0, 0, 0, 0, 0)
+        with nogil:
+            err = _cachestat(fd, start, count, &cs)
+        if err == _posix.ENOSYS:
+            raise_oserror(err, "cachestat needs Linux 6.5 or newer; use mmio.residency(path) instead", path)
+        if err == _posix.EPERM:
+            raise PermissionError(errno.EPERM, f"cannot see which pages are cached: {_HIDDEN}", os.fspath(path))
+        if err:
+            raise_oserror(err, "cachestat failed", path)
+        if _on_overlayfs(fd):  # cachestat reports zeros there: count with mincore instead
+            return CacheStat(_mincore_file(fd, path, start, count).resident, None, None, None, None)
+        return CacheStat(cs.nr_cache, cs.nr_dirty, cs.nr_writeback, cs.nr_evicted, cs.nr_recently_evicted)
+    finally:
+        _posix.close(fd)
+
+
+cdef long long _cached_pages(int fd, object path, bint usable, long long start, long long count) except -2:
+    """Pages of the range in the cache now: cachestat where it counts, mincore elsewhere."""
+    cdef _posix.mmio_cachestat cs
+    if count == 0:
+        return 0
+    if usable and _cachestat(fd, start, count, &cs) == 0:
+        return cs.nr_cache
+    return _mincore_file(fd, path, start, count).resident
+
+
+def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, progress=None):
+    """Bring a file (or a byte range of it) into the page cache; return the pages cached afterwards.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    offset, length : int
+        Byte range; default the whole file.
+    method : {"willneed", "populate"}
+        ``"willneed"`` (fastest from a cold disk): ``POSIX_FADV_WILLNEED`` one
+        ``chunk`` at a time — the kernel caps each call at its read-ahead window,
+        so one call over a large file would fetch only its start — then waits for
+        the reads with ``MADV_POPULATE_READ``.  It can leave the cache in 4 KiB
+        folios, which makes later mmap scans slower.  ``"populate"``:
+        ``MADV_HUGEPAGE`` then ``MADV_POPULATE_READ`` on a mapping, which leaves
+        2 MiB folios where the filesystem supports them (slower to load, faster
+        to scan afterwards).
+    chunk : int
+        Bytes per call (default 8 MiB).
+    progress : callable, optional
+        Called as ``progress(done_bytes, total_bytes)`` after each chunk.
+
+    Returns
+    -------
+    int
+        Pages of the range in the page cache afterwards.
+
+    Examples
+    --------
+    >>> import mmio
+    >>> open("/tmp/mmio-doc.bin", "wb").write(b"x" * 8192)
+    8192
+    >>> mmio.touch("/tmp/mmio-doc.bin")
+    2
+    """
+    if method not in ("willneed", "populate"):
+        raise ValueError(f"method must be 'willneed' or 'populate', not {method!r}")
+    import operator
+    cdef long long step = operator.index(chunk)
+    if step < <long long>PAGE:
+        raise ValueError(f"chunk must be at least one page ({PAGE} bytes)")
+    cdef int fd = _open_file(path)
+    cdef long long start, count, pos, n
+    cdef int err = 0
+    try:
+        start, count = _file_range(offset, length, _file_size(fd, path))
+        pos = start
+        while pos < start + count:
+            n = min(step, start + count - pos)
+            if method == "willneed":
+                with nogil:
+                    err = _posix.posix_fadvise(fd, pos, n, _posix.POSIX_FADV_WILLNEED)
+                if err:
+                    raise_oserror(err, "could not prefetch the file (POSIX_FADV_WILLNEED)", path)
+            else:
+                _populate_file(fd, path, pos, n)
+            pos += n
+            if progress is not None:
+                progress(pos - start, count)
+        if method == "willneed" and count:
+            _populate_file(fd, path, start, count)  # wait for the reads that are still in flight
+        return _cached_pages(fd, path, _cachestat_usable(fd, path), start, count)
+    finally:
+        _posix.close(fd)
+
+
+cdef int _populate_file(int fd, object path, long long offset, long long length) except -1:
+    """Read ``[offset, offset+length)`` into the page cache through a temporary mapping."""
+    cdef long long first = offset - offset % PAGE
+    cdef size_t span = <size_t>(offset + length - first)
+    cdef void* base
+    cdef int rc = 0, err = 0
+    if length == 0:
+        return 0
+    with nogil:
+        base = _posix.mmap(NULL, span, _posix.PROT_READ, _posix.MAP_SHARED, fd, first)
+        if base != _posix.MAP_FAILED:
+            _posix.madvise(base, span, _posix.MADV_HUGEPAGE)  # a hint: 2 MiB folios where possible
+            rc = _posix.madvise(base, span, _posix.MADV_POPULATE_READ)
+            if rc != 0:
+                err = _posix.errno
+            _posix.munmap(base, span)
+        else:
+            err = _posix.errno
+            rc = -1
+    if rc != 0:
+        raise_oserror(err, "could not read the file into the page cache", path)
+    return 0
+
+
+def evict(path, *, sync=False):
+    """Drop a file's clean pages from the page cache; return how many pages stayed cached.
+
+    ``posix_fadvise(POSIX_FADV_DONTNEED)``, after ``fdatasync`` when ``sync=True``
+    (so dirty pages are written and can go too).  The kernel keeps pages that are
+    dirty, mapped by some process, or locked: the count says what is true
+    afterwards, not what was asked.  ``None`` when the kernel hides this file's
+    page cache from the caller (the eviction is still done).
+
+    Examples
+    --------
+    >>> import mmio
+    >>> open("/tmp/mmio-doc.bin", "wb").write(b"x" * 8192)
+    8192
+    >>> mmio.evict("/tmp/mmio-doc.bin", sync=True)
+    0
+    """
+    cdef int fd = _open_file(path)
+    cdef int err = 0
+    try:
+        if sync:
+            with nogil:
+                err = _posix.fdatasync(fd)
+                if err != 0:
+                    err = _posix.errno
+            if err:
+                raise_oserror(err, "could not write the file's dirty pages (fdatasync)", path)
+        with nogil:
+            err = _posix.posix_fadvise(fd, 0, 0, _posix.POSIX_FADV_DONTNEED)
+        if err:
+            raise_oserror(err, "could not evict the file (POSIX_FADV_DONTNEED)", path)
+        try:
+            usable = _cachestat_usable(fd, path)
+        except PermissionError:
+            return None
+        return _cached_pages(fd, path, usable, 0, _file_size(fd, path))
+    finally:
+        _posix.close(fd)

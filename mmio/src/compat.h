@@ -86,4 +86,20 @@
 #define SYS_cachestat 451
 #endif
 
+/* cachestat(2)'s structures, declared here: the build machine's headers may lack them. */
+#include <stdint.h>
+struct mmio_cachestat_range {
+    uint64_t off;
+    uint64_t len;
+};
+struct mmio_cachestat {
+    uint64_t nr_cache;
+    uint64_t nr_dirty;
+    uint64_t nr_writeback;
+    uint64_t nr_evicted;
+    uint64_t nr_recently_evicted;
+};
+
+#define MMIO_OVERLAYFS_SUPER_MAGIC 0x794c7630
+
 #endif /* MMIO_COMPAT_H */
