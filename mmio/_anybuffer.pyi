@@ -6,6 +6,7 @@ from typing_extensions import Buffer
 from ._flags import Advice
 from ._mapping import Mapping
 from ._residency import Residency
+from .files import ResidencyTable
 
 def advise(
     obj: Mapping | Buffer, advice: Advice | str | int, offset: int = 0, length: int | None = None,
@@ -14,7 +15,7 @@ def advise(
 def lock(obj: Mapping | Buffer, offset: int = 0, length: int | None = None, *, on_fault: bool = False) -> None: ...
 def unlock(obj: Mapping | Buffer, offset: int = 0, length: int | None = None) -> None: ...
 def residency(
-    target: str | bytes | os.PathLike[str] | os.PathLike[bytes] | Mapping | Buffer,
+    target: str | bytes | os.PathLike[str] | os.PathLike[bytes] | Mapping | Buffer | list | tuple,
     offset: int = 0,
     length: int | None = None,
-) -> Residency: ...
+) -> Residency | ResidencyTable: ...

@@ -151,9 +151,11 @@ def residency(target, offset=0, length=None):
 
     Parameters
     ----------
-    target : str, os.PathLike, Mapping or buffer
+    target : str, os.PathLike, Mapping, buffer, directory or list of paths
         A path is mapped without touching its pages and probed with
-        ``mincore(2)``; offsets are then file offsets.
+        ``mincore(2)``; offsets are then file offsets.  A directory or a list
+        of paths gives a :class:`~mmio.files.ResidencyTable` (one row per file,
+        errors included, a table of strips in notebooks).
     offset, length : int
         Byte range within the target.
 
@@ -177,6 +179,10 @@ def residency(target, offset=0, length=None):
     """
     if isinstance(target, Mapping):
         return target.residency(offset, length)
+    if isinstance(target, (list, tuple)) or (
+            isinstance(target, (str, bytes, os.PathLike)) and os.path.isdir(target)):
+        from .files import ResidencyTable
+        return ResidencyTable.of(target if isinstance(target, (list, tuple)) else [target])
     if isinstance(target, (str, bytes, os.PathLike)):
         return file_residency(target, offset, length)
     cdef Py_buffer view

@@ -135,6 +135,16 @@ class Residency:
         sizes = np.diff(bounds)
         return "".join("*" if c == s else "." if c == 0 else "+" for c, s in zip(counts.tolist(), sizes.tolist()))
 
+    def _repr_html_(self):
+        """The notebook picture: an inline SVG strip of the pages with a caption."""
+        from .display import residency_html
+        return residency_html(self)
+
+    def plot(self, ax=None):
+        """Draw the pages with matplotlib (optional dependency); return the Axes."""
+        from .display import plot
+        return plot(self, ax)
+
     def __repr__(self):
         return (f"<mmio.Residency {self.resident}/{self.total} pages resident "
                 f"({self.fraction:.1%}) of {self.length} bytes at offset {self.offset}>")

@@ -1,9 +1,21 @@
-"""The ``mmio`` command line (also ``python -m mmio``)."""
+"""The ``mmio`` command line (also ``python -m mmio``).
+
+Subcommands: ``residency`` (fincore-style table), ``touch``, ``evict``, ``lock``
+(hold files in RAM until interrupted, like ``vmtouch -l``), ``maps [PID]`` and
+``demo``.  Exit status: 0 success, 1 when any file failed (each failure is
+reported on stderr and the rest still run), 2 bad usage.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import sys
+import time
+
+from .display import human_bytes
 
 
 def _positive_int(text: str) -> int:
@@ -14,8 +26,36 @@ def _positive_int(text: str) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmio", description="Memory-mapped file I/O for Linux.")
+    parser = argparse.ArgumentParser(prog="mmio", description="Memory-mapped file I/O for Linux: "
+                                     "page-cache residency and control from the command line.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    res = commands.add_parser("residency", help="which pages of files are in the page cache (like fincore)")
+    res.add_argument("files", nargs="+", metavar="FILE|DIR")
+    res.add_argument("-r", "--recursive", action="store_true", help="descend into directories")
+    res.add_argument("-b", "--bytes", action="store_true", help="sizes in bytes, not human units")
+    res.add_argument("-v", "--verbose", action="store_true", help="print a page map of each file")
+    res.add_argument("--json", action="store_true", help="machine-readable output")
+
+    touch = commands.add_parser("touch", help="read files into the page cache")
+    touch.add_argument("files", nargs="+", metavar="FILE|DIR")
+    touch.add_argument("-r", "--recursive", action="store_true")
+    touch.add_argument("--method", choices=("willneed", "populate"), default="willneed",
+                       help="willneed: fastest; populate: leaves 2 MiB folios (faster scans later)")
+
+    evict = commands.add_parser("evict", help="drop files' clean pages from the page cache")
+    evict.add_argument("files", nargs="+", metavar="FILE|DIR")
+    evict.add_argument("-r", "--recursive", action="store_true")
+    evict.add_argument("--sync", action="store_true", help="write dirty pages first, so they can go too")
+
+    lock = commands.add_parser("lock", help="map, lock and hold files in RAM until interrupted")
+    lock.add_argument("files", nargs="+", metavar="FILE|DIR")
+    lock.add_argument("-r", "--recursive", action="store_true")
+
+    maps = commands.add_parser("maps", help="memory regions of a process, with smaps figures")
+    maps.add_argument("pid", nargs="?", default="self")
+    maps.add_argument("--json", action="store_true")
+
     demo = commands.add_parser(
         "demo", help="map a cold sample array and show residency and scan speed",
         description="Write a sample float64 file, evict it from the page cache, map it, "
@@ -29,11 +69,231 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 failure, 2 bad usage)."""
     args = _build_parser().parse_args(argv)
+    handler = globals()[f"_cmd_{args.command}"]
     try:
-        if args.command == "demo":
-            from . import demo
-            demo.run(args.size, directory=args.dir)
+        return handler(args)
     except (OSError, ValueError) as exc:
         print(f"mmio {args.command}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+class _Progress:
+    """A progress bar on stderr when it is a terminal (tqdm if installed), else nothing."""
+
+    def __init__(self, total: int | None, unit: str):
+        self.bar = None
+        self.total, self.unit, self.done = total, unit, 0
+        self.enabled = sys.stderr.isatty()
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, unit=unit, unit_scale=True, file=sys.stderr, leave=False)
+            except ImportError:
+                pass
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled:
+            of = f"/{self.total}" if self.total else ""
+            print(f"\r{self.done}{of} {self.unit}", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+def _files(args) -> list[tuple[str, str | None]]:
+    from .files import walk
+    return list(walk(args.files, args.recursive))
+
+
+def _size(n: int | None, exact: bool) -> str:
+    """Sizes as fincore prints them: ``3B``, ``4K``, ``144.3M`` (or exact bytes)."""
+    if n is None:
+        return "?"
+    if exact or n < 1024:
+        return str(n) if exact else f"{n}B"
+    value = float(n)
+    for unit in "KMGTPE":
+        value /= 1024
+        if value < 1024 or unit == "E":
+            text = f"{value:.1f}".removesuffix(".0")
+            return f"{text}{unit}"
+    raise AssertionError("unreachable")
+
+
+def _fail(command: str, path: str, error) -> None:
+    print(f"mmio {command}: {path}: {error}", file=sys.stderr)
+
+
+# ---- residency -------------------------------------------------------------------------------------
+
+def _cmd_residency(args) -> int:
+    from .files import FileResidency, measure
+    entries = _files(args)
+    progress = _Progress(len(entries), "files")
+    rows: list[FileResidency] = []
+    for path, error in entries:
+        rows.append(FileResidency(path, None, None, error) if error else measure(path))
+        progress.advance()
+    progress.close()
+    failed = [r for r in rows if r.residency is None]
+    for row in failed:
+        _fail("residency", row.path, row.error)
+    if args.json:
+        print(json.dumps(_residency_json(rows), indent=1))
+    else:
+        _print_residency(rows, args.bytes, args.verbose)
+    return 1 if failed else 0
+
+
+def _residency_json(rows) -> dict:
+    files = []
+    for r in rows:
+        item = {"file": r.path, "size": r.size}
+        if r.residency is None:
+            item.update(res=None, pages=None, total_pages=None, fraction=None, error=r.error)
+        else:
+            res = r.residency
+            item.update(res=res.resident * res.page_size, pages=res.resident, total_pages=res.total,
+                        fraction=res.fraction, error=None)
+        files.append(item)
+    known = [r.residency for r in rows if r.residency is not None]
+    total = {"res": sum(x.resident * x.page_size for x in known), "pages": sum(x.resident for x in known),
+             "size": sum(r.size or 0 for r in rows if r.residency is not None), "files": len(known)}
+    return {"files": files, "total": total}
+
+
+def _print_residency(rows, exact: bool, verbose: bool) -> None:
+    table = [("RES", "PAGES", "SIZE", "FILE")]
+    res_total = pages_total = size_total = 0
+    for r in rows:
+        if r.residency is None:
+            table.append(("?", "?", _size(r.size, exact), r.path))
+            continue
+        res = r.residency
+        table.append((_size(res.resident * res.page_size, exact), str(res.resident), _size(r.size, exact), r.path))
+        res_total += res.resident * res.page_size
+        pages_total += res.resident
+        size_total += r.size or 0
+    if len(rows) > 1:
+        table.append((_size(res_total, exact), str(pages_total), _size(size_total, exact), "total"))
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for i, row in enumerate(table):
+        print(" ".join(cell.rjust(w) for cell, w in zip(row[:3], widths)) + " " + row[3])
+        source = rows[i - 1] if 0 < i <= len(rows) else None
+        if verbose and source is not None and source.residency is not None and source.residency.total:
+            print(source.residency.to_string(width=64, max_lines=8))
+
+
+# ---- touch / evict / lock ------------------------------------------------------------------------------
+
+def _cmd_touch(args) -> int:
+    from ._residency import touch
+    failed = 0
+    for path, error in _files(args):
+        if error:
+            _fail("touch", path, error)
+            failed += 1
+            continue
+        try:
+            size = os.path.getsize(path)
+            progress = _Progress(size, "B")
+            last = [0]
+
+            def step(done, total, last=last, progress=progress):
+                progress.advance(done - last[0])
+                last[0] = done
+
+            start = time.perf_counter()
+            pages = touch(path, method=args.method, progress=step)
+            seconds = time.perf_counter() - start
+            progress.close()
+        except (OSError, ValueError) as exc:
+            _fail("touch", path, exc)
+            failed += 1
+            continue
+        rate = f", {size / seconds / 1e9:.2f} GB/s" if seconds > 0 and size else ""
+        print(f"{path}: {pages} pages cached ({human_bytes(size)} in {seconds:.3f} s{rate})")
+    return 1 if failed else 0
+
+
+def _cmd_evict(args) -> int:
+    from ._residency import evict
+    failed = 0
+    for path, error in _files(args):
+        if error:
+            _fail("evict", path, error)
+            failed += 1
+            continue
+        try:
+            left = evict(path, sync=args.sync)
+        except (OSError, ValueError) as exc:
+            _fail("evict", path, exc)
+            failed += 1
+            continue
+        what = "unknown (the kernel hides this file's page cache)" if left is None else str(left)
+        print(f"{path}: {what} pages still cached")
+    return 1 if failed else 0
+
+
+def _cmd_lock(args) -> int:
+    from ._mapping import open as open_mapping
+    held, failed = [], 0
+    for path, error in _files(args):
+        try:
+            if error:
+                raise OSError(error)
+            mapping = open_mapping(path)
+            mapping.lock()
+            held.append(mapping)
+        except (OSError, ValueError) as exc:
+            _fail("lock", path, exc)
+            failed += 1
+    total = sum(len(m) for m in held)
+    print(f"locked {len(held)} files, {human_bytes(total)}; holding until interrupted (Ctrl-C)", flush=True)
+    stop = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    try:
+        while not stop:
+            signal.pause() if hasattr(signal, "pause") else time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for mapping in held:
+            mapping.close()
+    print("released", flush=True)
+    return 1 if failed else 0
+
+
+# ---- maps and demo --------------------------------------------------------------------------------------
+
+def _cmd_maps(args) -> int:
+    from .procmaps import maps
+    pid = args.pid if args.pid == "self" else int(args.pid)
+    regions = maps(pid)
+    if args.json:
+        print(json.dumps([{**{f: getattr(r, f) for f in r.__dataclass_fields__ if f != "vm_flags"},
+                           "vm_flags": sorted(r.vm_flags)} for r in regions], indent=1))
+        return 0
+    print(f"{'START':>12} {'END':>12} PERM {'SIZE':>8} {'RSS':>8} {'PSS':>8} {'LOCKED':>8} {'HUGE':>8} PATH")
+    for r in regions:
+        print(f"{r.start:12x} {r.end:12x} {r.perms} {_size(r.size, False):>8} {_size(r.rss, False):>8} "
+              f"{_size(r.pss, False):>8} {_size(r.locked, False):>8} {_size(r.huge_bytes, False):>8} "
+              f"{r.path or ''}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from . import demo
+    demo.run(args.size, directory=args.dir)
     return 0

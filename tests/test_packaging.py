@@ -33,6 +33,7 @@ def test_stubs_match_the_compiled_modules():
     pytest.importorskip("mypy")
     proc = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "mmio", "--concise",
+         "--mypy-config-file", str(ROOT / "pyproject.toml"),
          "--allowlist", str(ROOT / "tests" / "stubtest-allowlist.txt")],
         capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,233 @@
+"""File residency: agreement with util-linux fincore, cachestat, touch/evict, the picture, the CLI."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import mmio
+from conftest import evict, run_python
+
+PAGE = mmio.PAGE_SIZE
+
+
+def sparse_file(path, pages=256, pattern=(0, 3, 4, 5, 17, 100, 101, 200, 255)):
+    """A file with exactly the given pages cached: written, evicted, then read with no read-ahead."""
+    path.write_bytes(os.urandom(pages * PAGE))
+    evict(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        for page in pattern:
+            os.pread(fd, 1, page * PAGE)
+    finally:
+        os.close(fd)
+    return path
+
+
+def fincore(*paths):
+    out = subprocess.run(["fincore", "--json", "-b", *map(str, paths)], capture_output=True, text=True,
+                         check=True).stdout
+    return {row["file"]: row for row in json.loads(out)["fincore"]}
+
+
+def test_counts_agree_with_fincore(tmp_path):
+    assert shutil.which("fincore"), "util-linux fincore is needed (CI installs it)"
+    files = [sparse_file(tmp_path / "a.bin"), sparse_file(tmp_path / "b.bin", 64, (1, 63)),
+             sparse_file(tmp_path / "c.bin", 8, ())]
+    ours = {str(p): mmio.residency(p) for p in files}
+    theirs = fincore(*files)
+    for path, r in ours.items():
+        assert int(theirs[path]["pages"]) == r.resident
+        assert int(theirs[path]["res"]) == r.resident * PAGE
+    assert ours[str(files[0])].resident >= 9  # the pattern is there (fincore agrees on the exact count)
+
+
+def test_residency_does_not_change_residency(tmp_path):
+    path = sparse_file(tmp_path / "a.bin")
+    first = mmio.residency(path)
+    second = mmio.residency(path)
+    np.testing.assert_array_equal(first.pages, second.pages)
+    assert mmio.cache_stat(path).cached == first.resident
+
+
+def test_cache_stat_counts(tmp_path):
+    path = sparse_file(tmp_path / "a.bin")
+    stat = mmio.cache_stat(path)
+    assert stat.cached == mmio.residency(path).resident and stat.dirty == 0
+    with open(path, "r+b") as f:
+        f.seek(10 * PAGE)
+        f.write(b"x")
+    assert mmio.cache_stat(path, 10 * PAGE, PAGE).dirty == 1
+    assert mmio.cache_stat(path, 0, 0) == mmio.CacheStat(0, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="outside the file"):
+        mmio.cache_stat(path, 0, 257 * PAGE)
+
+
+def test_touch_then_evict_round_trip(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(300 * PAGE + 5))
+    assert mmio.evict(path, sync=True) == 0
+    assert mmio.residency(path).resident == 0
+    seen = []
+    assert mmio.touch(path, chunk=64 * PAGE, progress=lambda done, total: seen.append((done, total))) == 301
+    assert seen[-1] == (300 * PAGE + 5, 300 * PAGE + 5) and len(seen) == 5
+    assert mmio.residency(path).fraction == 1.0
+    assert mmio.evict(path) == 0
+    assert mmio.touch(path, PAGE, PAGE, method="populate") == 1
+    assert mmio.residency(path).pages[1]  # (read-ahead may bring neighbours too)
+    with pytest.raises(ValueError, match="method"):
+        mmio.touch(path, method="magic")
+
+
+def test_evict_reports_what_the_kernel_kept(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(16 * PAGE))
+    assert mmio.evict(path, sync=True) == 0
+    with mmio.open(path) as m:
+        m.populate()
+        assert mmio.evict(path) == 16  # mapped pages stay
+    assert mmio.evict(path) == 0
+    with open(path, "r+b") as f:
+        f.write(b"dirty")
+        f.flush()
+        assert mmio.evict(path) >= 1  # dirty pages stay ...
+        assert mmio.evict(path, sync=True) == 0  # ... unless written first
+
+
+def test_hidden_page_cache_is_refused_not_invented(public_dir):
+    path = public_dir / "root.bin"
+    path.write_bytes(bytes(4 * PAGE))
+    os.chmod(path, 0o644)
+    proc = run_python(f"""
+        import os, mmio
+        os.setgid(65534); os.setuid(65534)
+        for call in (mmio.residency, mmio.cache_stat):
+            try:
+                call({str(path)!r})
+            except PermissionError as e:
+                print(call.__name__, e.errno, "neither own nor may write" in str(e))
+        print("evict", mmio.evict({str(path)!r}))
+    """)
+    assert proc.stdout.splitlines() == [f"residency {errno.EPERM} True", f"cache_stat {errno.EPERM} True",
+                                        "evict None"]
+
+
+def test_html_picture_is_valid_svg_with_the_fraction(tmp_path):
+    path = sparse_file(tmp_path / "a.bin", 4000, range(0, 1000))
+    r = mmio.residency(path)
+    page = r._repr_html_()
+    root = ET.fromstring(page)
+    svg = root.find("{http://www.w3.org/2000/svg}svg")
+    assert svg is not None and svg.get("width") == "640"
+    rects = svg.findall("{http://www.w3.org/2000/svg}rect")
+    assert 2 <= len(rects) <= 641
+    assert f"{r.fraction:.1%}" in "".join(root.itertext())
+    empty = mmio.Residency(np.zeros(0, bool), PAGE, 0, 0)
+    ET.fromstring(empty._repr_html_())
+
+
+def test_directory_and_list_give_a_table(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("a", "b", "sub/c"):
+        (tmp_path / name).write_bytes(bytes(PAGE))
+    table = mmio.residency(tmp_path)
+    assert sorted(os.path.basename(r.path) for r in table) == ["a", "b"]
+    listed = mmio.residency([tmp_path / "a", tmp_path / "missing"])
+    assert listed.rows[0].residency is not None and "No such file" in listed.rows[1].error
+    ET.fromstring(listed._repr_html_())
+
+
+def test_plot_needs_matplotlib_or_draws():
+    r = mmio.Residency(np.array([True, False] * 50), PAGE, 0, 100 * PAGE)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install matplotlib"):
+            r.plot()
+    else:
+        ax = r.plot()
+        assert "50.0%" in ax.get_title()
+
+
+# ---- the command line ----------------------------------------------------------------------------
+
+def cli(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "mmio", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+    if check and proc.returncode not in (0, 1):
+        raise AssertionError(proc.stderr)
+    return proc
+
+
+def test_cli_residency_json_matches_fincore(tmp_path):
+    files = [sparse_file(tmp_path / "a.bin"), sparse_file(tmp_path / "b.bin", 32, (5,))]
+    proc = cli("residency", "--json", *files)
+    assert proc.returncode == 0
+    report = json.loads(proc.stdout)
+    theirs = fincore(*files)
+    for row in report["files"]:
+        assert row["pages"] == int(theirs[row["file"]]["pages"])
+        assert row["res"] == int(theirs[row["file"]]["res"])
+        assert row["size"] == int(theirs[row["file"]]["size"])
+    assert report["total"]["pages"] == sum(r["pages"] for r in report["files"])
+
+
+def test_cli_residency_table_recursion_and_failures(tmp_path):
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    for name in ("d/x", "d/e/y"):
+        (tmp_path / name).write_bytes(bytes(3 * PAGE))
+    flat = cli("residency", "-b", tmp_path / "d")
+    assert flat.returncode == 0
+    assert flat.stdout.splitlines()[0].split() == ["RES", "PAGES", "SIZE", "FILE"]
+    assert len(flat.stdout.splitlines()) == 2
+    deep = cli("residency", "-r", "-v", tmp_path / "d", tmp_path / "missing")
+    assert deep.returncode == 1 and "missing" in deep.stderr
+    lines = deep.stdout.splitlines()
+    assert any(line.endswith(" total") for line in lines)
+    assert any(line.endswith("/d/e/y") for line in lines) and any(line.strip(".*+") == "" for line in lines)
+
+
+def test_cli_touch_evict_maps_and_usage(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(32 * PAGE))
+    assert "0 pages still cached" in cli("evict", "--sync", path).stdout
+    assert "32 pages cached" in cli("touch", path).stdout
+    assert "32 pages cached" in cli("touch", "--method", "populate", path).stdout
+    maps = cli("maps")
+    assert maps.returncode == 0 and "[stack]" in maps.stdout
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        regions = json.loads(cli("maps", "--json", child.pid).stdout)
+    finally:
+        child.kill()
+        child.wait()
+    assert any(r["path"] and r["path"].endswith("sleep") for r in regions)
+    assert cli("residency", check=False).returncode == 2
+    assert cli("maps", "999999999", check=False).returncode == 1
+
+
+def test_cli_lock_holds_until_terminated(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(64 * PAGE))
+    proc = subprocess.Popen([sys.executable, "-m", "mmio", "lock", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("locked 1 files")
+        status = open(f"/proc/{proc.pid}/status").read()
+        locked_kb = int(status.split("VmLck:")[1].split()[0])
+        assert locked_kb >= 64 * PAGE // 1024
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert "released" in out and proc.returncode == 0, err
