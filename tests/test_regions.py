@@ -59,8 +59,11 @@ def test_regions_figures_follow_what_happens():
 def test_maps_of_self_and_of_a_child():
     regions = mmio.maps()
     assert any(r.path == "[stack]" for r in regions)
-    assert [(r.start, r.end, r.perms) for r in regions] == [row[:3] for row in plain_maps()
-                                                            if row[0] < regions[-1].end]
+    # Anonymous regions can change between two reads (other threads allocate); file mappings of
+    # the interpreter and its libraries do not.
+    files = [(r.start, r.end, r.perms, r.offset, r.inode, r.path) for r in regions
+             if r.path and r.path.endswith(".so")]
+    assert files and set(files) <= set(plain_maps())
     with pytest.raises(ProcessLookupError):
         mmio.maps(2 ** 22 + 12345)
     with pytest.raises(ValueError):
