@@ -345,10 +345,10 @@ cdef class Mapping:
 
     cdef object _make_array(self, object descr, tuple dims, Py_ssize_t offset, bint fortran,
                             bint writable):
-        cdef cnp.npy_intp c_dims[32]
+        cdef cnp.npy_intp c_dims[64]
         cdef int nd = len(dims), i
-        if nd > 32:
-            raise ValueError(f"at most 32 dimensions are supported, got {nd}")
+        if nd > 64:
+            raise ValueError(f"numpy allows at most 64 dimensions, got {nd}")
         for i in range(nd):
             c_dims[i] = dims[i]
         cdef int flags = cnp.NPY_ARRAY_F_CONTIGUOUS if fortran else cnp.NPY_ARRAY_C_CONTIGUOUS
@@ -1147,11 +1147,7 @@ def open(target, mode="r", *, offset=0, length=None, size=None,
     for name, value in (("offset", offset), ("length", length), ("size", size)):
         if value is not None and value > PY_SSIZE_T_MAX:
             raise ValueError(f"{name} {value} is larger than any file can be")
-    if advice is not None:
-        advice = Advice.parse(advice)
-        if advice == Advice.REMOVE or (mode == "c" and advice in _DISCARDING):
-            raise ValueError(f"advice {advice.name} at open would throw data away; "
-                             "call advise(..., discard=True) on the mapping if that is what you want")
+    advice = _open_advice(advice, mode)
 
     cdef Mapping m = Mapping.__new__(Mapping)
     m._mode = mode
@@ -1183,8 +1179,7 @@ def _map_open_file(int fd, path, str mode, Py_ssize_t offset, Py_ssize_t length,
     mapping keeps a duplicate.  ``mode`` is one of ``"r"``, ``"r+"``, ``"c"``;
     the range must lie inside the file.
     """
-    if advice is not None:
-        advice = Advice.parse(advice)
+    advice = _open_advice(advice, mode)
     cdef Mapping m = Mapping.__new__(Mapping)
     m._mode = mode
     m._shared = mode != "c"
@@ -1239,6 +1234,17 @@ def anonymous(length, *, shared=True, populate=False, huge=False):
     _map(m, -1, n, 0, populate and not huge)
     _apply_open_options(m, populate and huge, huge, None, True)
     return m
+
+
+cdef object _open_advice(object advice, str mode):
+    """The advice to apply at open, refusing advice that would throw data away."""
+    if advice is None:
+        return None
+    advice = Advice.parse(advice)
+    if advice == Advice.REMOVE or (mode == "c" and advice in _DISCARDING):
+        raise ValueError(f"advice {advice.name} at open would throw data away; "
+                         "call advise(..., discard=True) on the mapping if that is what you want")
+    return advice
 
 
 cdef object _range_in_file(object offset, object length, object file_size, str mode):

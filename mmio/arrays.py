@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import collections.abc
 import errno
+import operator
 import os
 import stat
 
 import numpy as np
 
 from . import _mapping
+from ._flags import Advice
 from .formats import bad, detect, npy, npz, safetensors
 
 SMALL_FILE = 1 << 20
@@ -80,12 +82,18 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
     if mode not in _LOAD_MODES:
         raise ValueError(f"mode must be 'r', 'r+' or 'c' for load, not {mode!r} "
                          "(use mmio.create to make a new .npy)")
+    threads = operator.index(threads)
+    if not 1 <= threads <= 64:
+        raise ValueError(f"threads must be between 1 and 64, got {threads}")
+    if advice is not None:
+        advice = Advice.parse(advice)
     if out is not None:
         copy = True
     # With threads, prefault after mapping, in parallel (MADV_POPULATE_READ per thread).
     parallel_populate = populate and threads > 1 and not copy
     policy = dict(populate=populate and not parallel_populate, advice=advice, huge=huge)
-    fd = os.open(path, (os.O_RDWR if mode == "r+" else os.O_RDONLY) | os.O_CLOEXEC)
+    # O_NONBLOCK: a FIFO is refused below rather than waited on; regular files ignore it.
+    fd = os.open(path, (os.O_RDWR if mode == "r+" else os.O_RDONLY) | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         size = _regular_size(fd, path)
         head = os.pread(fd, _HEAD, 0)
@@ -118,6 +126,8 @@ def _regular_size(fd: int, path) -> int:
     st = os.fstat(fd)
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, "cannot load a directory", os.fspath(path))
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.ENODEV, "cannot load from a pipe, socket or device", os.fspath(path))
     return st.st_size
 
 
@@ -145,6 +155,11 @@ def _copied(fd, path, dtype, shape, fortran, offset, out, threads, mapping=None)
     nbytes = _nbytes(dtype, shape)
     if nbytes == 0:
         return dest
+    if out is not None and fd is not None and _maps_file(out, fd):
+        # out is a mapping of this very file: copy through private memory, or the copy would
+        # read bytes it has already overwritten.
+        np.copyto(out, _copied(fd, path, dtype, shape, fortran, offset, None, threads, mapping))
+        return out
     raw = dest.reshape(-1, order="A").view(np.uint8) if dest.ndim else dest.reshape(1).view(np.uint8)
     if mapping is not None:
         got = mapping.readinto(raw, offset, threads=threads)
@@ -170,6 +185,24 @@ def _destination(dtype, shape, order, out, path):
     if not contiguous or not out.flags.writeable:
         raise ValueError(f"out must be writable and {order}-contiguous")
     return out
+
+
+def _maps_file(array: np.ndarray, fd: int) -> bool:
+    """Whether ``array``'s memory is a mapping of the file open as ``fd`` (cheap for owned arrays)."""
+    if array.flags.owndata:
+        return False
+    st = os.fstat(fd)
+    lo = array.ctypes.data
+    hi = lo + max(array.nbytes, 1)
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split(None, 5)
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if start < hi and end > lo and int(fields[4]) == st.st_ino and fields[4] != "0":
+                major, minor = (int(x, 16) for x in fields[3].split(":"))
+                if os.makedev(major, minor) == st.st_dev:
+                    return True
+    return False
 
 
 def _fresh_array(dtype, shape, order):
@@ -282,6 +315,8 @@ class NpzArrays(collections.abc.Mapping):
         return list(self._members)
 
     def __getitem__(self, name: str) -> np.ndarray:
+        if not isinstance(name, str):
+            raise KeyError(name)
         member = self._members.get(name) or self._members.get(name.removesuffix(".npy"))
         if member is None:
             raise KeyError(f"{name!r} is not a member of {self.path}")
@@ -361,16 +396,16 @@ def open_array(path, dtype, shape=None, offset=0, mode="r", order="C"):
     >>> mmio.open_array("/tmp/mmio-doc.raw", "u2").tolist()
     [7, 7, 7, 7]
     """
-    dtype = np.dtype(dtype)
+    dtype = _array_dtype(dtype)
+    if order not in ("C", "F"):
+        raise ValueError(f"order must be 'C' or 'F', not {order!r}")
     if shape is None:
         if mode == "w+":
             raise ValueError("mode 'w+' creates the file and needs shape=")
         mapping = _mapping.open(path, mode, offset=offset)
         return mapping.array(dtype, None, 0, order)
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    nbytes = _nbytes(dtype, shape) if all(isinstance(d, int) and d >= 0 for d in shape) else None
-    if nbytes is None:
-        raise ValueError(f"shape {shape} must be non-negative ints")
+    shape = _shape(shape)
+    nbytes = _nbytes(dtype, shape)
     size = offset + nbytes if mode == "w+" else None
     mapping = _mapping.open(path, mode, offset=offset, length=nbytes, size=size)
     return mapping.array(dtype, shape, 0, order)
@@ -390,13 +425,33 @@ def create(path, shape, dtype, *, fortran_order=False):
     >>> np.load("/tmp/mmio-new.npy").sum()
     np.float32(9.0)
     """
-    dtype = np.dtype(dtype)
-    if dtype.hasobject:
-        raise ValueError(f"cannot create a mapped .npy of dtype {dtype}: it holds Python objects")
-    shape = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
-    if any(d < 0 for d in shape):
-        raise ValueError(f"shape {shape} has a negative dimension")
+    dtype = _array_dtype(dtype)
+    shape = _shape(shape)
     header = npy.build_header(dtype, shape, bool(fortran_order))
     mapping = _mapping.open(path, "w+", size=len(header) + _nbytes(dtype, shape))
     mapping[:len(header)] = header
     return mapping.array(dtype, shape, len(header), "F" if fortran_order else "C")
+
+
+def _array_dtype(dtype) -> np.dtype:
+    """A dtype that can live in a file: no Python objects, items of non-zero size."""
+    dtype = np.dtype(dtype)
+    if dtype.hasobject:
+        raise ValueError(f"dtype {dtype} holds Python objects, which cannot live in a file")
+    if dtype.itemsize == 0:
+        raise ValueError(f"dtype {dtype!r} has items of size 0")
+    return dtype
+
+
+def _shape(shape) -> tuple[int, ...]:
+    """A shape as a tuple of non-negative ints (numpy integers welcome), at most 64 dimensions."""
+    try:
+        dims = (operator.index(shape),) if not hasattr(shape, "__iter__") else tuple(
+            operator.index(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"shape must be an int or a sequence of ints, not {shape!r}") from None
+    if any(d < 0 for d in dims):
+        raise ValueError(f"shape {dims} has a negative dimension")
+    if len(dims) > npy.MAX_DIMS:
+        raise ValueError(f"shape has {len(dims)} dimensions; numpy allows {npy.MAX_DIMS}")
+    return dims

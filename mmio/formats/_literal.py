@@ -14,7 +14,7 @@ MAX_DEPTH = 32
 _TOKEN = re.compile(r"""
     \s*(?:
       (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
-    | (?P<int>-?\d+)L?
+    | (?P<int>-?(?:0|[1-9][0-9]{0,18}))L?
     | (?P<name>True|False|None)\b
     | (?P<punct>[{}()\[\],:])
     )""", re.VERBOSE | re.DOTALL)

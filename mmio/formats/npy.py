@@ -17,16 +17,21 @@ import numpy as np
 from . import NPY_MAGIC, bad
 from ._literal import LiteralError, parse
 
-MAX_HEADER = 1 << 24
-"""Headers longer than this (16 MiB) are refused; numpy itself stops at 10 kB by default."""
+MAX_HEADER = 1 << 22
+"""Headers longer than this (4 MiB) are refused; numpy itself stops at 10 kB by default."""
+
+MAX_DIMS = 64
+_INTP_MAX = (1 << 63) - 1
 
 # The header numpy writes for a plain dtype, matched without the general parser.
+_DIM = r"(?:0|[1-9][0-9]{0,18})"
 _SIMPLE = re.compile(
     r"\{'descr': '([^'\\]{1,64})', 'fortran_order': (True|False), "
-    r"'shape': \(((?:\d+, )*(?:\d+,?)?)\), \} *\n?")
+    rf"'shape': \((|{_DIM},|(?:{_DIM}, )+{_DIM})\), \}} *\n?")
 _dtype_cache: dict[str, np.dtype] = {}
 _header_cache: dict[bytes, tuple] = {}  # header bytes -> (dtype, shape, fortran): parsing depends on nothing else
 _CACHE_LIMIT = 512
+_CACHEABLE = 4096  # only headers this short are cached: the cache stays under 2 MiB
 
 
 class NpyHeader(NamedTuple):
@@ -83,9 +88,11 @@ def parse_header(head: bytes, path, file_size: int) -> NpyHeader:
     parsed = _header_cache.get(raw)
     if parsed is None:
         parsed = _parse_text(raw[start:], encoding, path)
-        if len(_header_cache) >= _CACHE_LIMIT:
-            _header_cache.clear()
-        _header_cache[raw] = parsed
+        # Structured dtypes are mutable (their field names can be set): never share one.
+        if end <= _CACHEABLE and parsed[0].names is None:
+            if len(_header_cache) >= _CACHE_LIMIT:
+                _header_cache.clear()
+            _header_cache[raw] = parsed
     dtype, shape, fortran = parsed
     header = NpyHeader(dtype, shape, fortran, end)
     if end + header.nbytes > file_size:
@@ -102,9 +109,23 @@ def _parse_text(body: bytes, encoding: str, path) -> tuple:
     m = _SIMPLE.fullmatch(text)
     if m is None:
         dtype, fortran, shape = _general(text, path)
-        return dtype, shape, fortran
-    shape = tuple(int(x) for x in m.group(3).split(",") if x.strip())
-    return _simple_dtype(m.group(1), path), shape, m.group(2) == "True"
+    else:
+        shape = tuple(int(x) for x in m.group(3).split(",") if x.strip())
+        dtype, fortran = _simple_dtype(m.group(1), path), m.group(2) == "True"
+    _check_shape(shape, dtype, path)
+    return dtype, shape, fortran
+
+
+def _check_shape(shape: tuple, dtype: np.dtype, path) -> None:
+    if len(shape) > MAX_DIMS:
+        raise bad(path, f"shape has {len(shape)} dimensions; numpy allows {MAX_DIMS}")
+    items = 1
+    for d in shape:
+        if d > _INTP_MAX:
+            raise bad(path, f"shape {shape} has a dimension too large to address")
+        items *= max(d, 1)
+    if items * dtype.itemsize > _INTP_MAX:
+        raise bad(path, f"shape {shape} of {dtype} is larger than any array can be")
 
 
 def _simple_dtype(descr: str, path) -> np.dtype:
@@ -134,8 +155,6 @@ def _general(text: str, path):
         raise bad(path, f"shape {shape!r} is not a tuple of ints")
     if any(d < 0 for d in shape):
         raise bad(path, f"shape {shape!r} has a negative dimension")
-    if len(shape) > 64:
-        raise bad(path, f"shape has {len(shape)} dimensions; numpy allows 64")
     return _checked_dtype(header["descr"], path), fortran, shape
 
 
@@ -146,6 +165,8 @@ def _checked_dtype(descr, path) -> np.dtype:
         raise bad(path, f"descr {descr!r} is not a dtype: {exc}") from None
     if dtype.hasobject:
         raise bad(path, f"dtype {dtype} holds Python objects, which cannot be mapped (or loaded safely)")
+    if dtype.itemsize == 0:
+        raise bad(path, f"dtype {dtype!r} has items of size 0, which mmio cannot map")
     return dtype
 
 

@@ -7,6 +7,7 @@ directory's, so the local header is read to find it.
 
 from __future__ import annotations
 
+import os
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -38,9 +39,9 @@ def members(path, read_at) -> dict[str, Member]:
         a member that lies outside the file.
     """
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(os.fsdecode(path)) as archive:  # a bytes path is not a file object
             infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+    except Exception as exc:  # zipfile raises BadZipFile, NotImplementedError, UnicodeDecodeError, ...
         raise bad(path, f"not a valid .npz (zip) file: {exc}") from None
     found = {}
     for info in infos:
@@ -52,6 +53,8 @@ def members(path, read_at) -> dict[str, Member]:
 
 
 def _member(path, info: zipfile.ZipInfo, name: str, read_at) -> Member:
+    if info.header_offset < 0:
+        raise bad(path, f"member {info.filename!r}: negative local header offset")
     local = read_at(info.header_offset, _LOCAL_HEADER.size)
     if len(local) < _LOCAL_HEADER.size or not local.startswith(_LOCAL_MAGIC):
         raise bad(path, f"member {info.filename!r}: broken local zip header")

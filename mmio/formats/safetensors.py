@@ -51,18 +51,25 @@ def parse_header(head: bytes, path, file_size: int) -> tuple[dict[str, Tensor], 
     """
     n = header_length(head, path, file_size)
     try:
-        header = json.loads(head[8:8 + n])
+        header = json.loads(head[8:8 + n], object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError) as exc:
         raise bad(path, f"safetensors header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise bad(path, "safetensors header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise bad(path, "safetensors __metadata__ is not an object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise bad(path, "safetensors __metadata__ must be an object of strings")
     base = 8 + n
     tensors = {name: _tensor(path, name, entry, base) for name, entry in header.items()}
     _check_layout(path, tensors, header, base, file_size)
     return tensors, metadata
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
+    return dict(pairs)
 
 
 def header_length(head: bytes, path, file_size: int) -> int:
@@ -81,7 +88,7 @@ def _tensor(path, name: str, entry, base: int) -> Tensor:
     if not isinstance(entry, dict):
         raise bad(path, f"tensor {name!r}: entry is not an object")
     code = entry.get("dtype")
-    if code not in DTYPES:
+    if not isinstance(code, str) or code not in DTYPES:
         hint = " (numpy has no such dtype)" if code in ("BF16", "F8_E4M3", "F8_E5M2") else ""
         raise bad(path, f"tensor {name!r}: unsupported dtype {code!r}{hint}")
     shape = entry.get("shape")
@@ -102,11 +109,14 @@ def _tensor(path, name: str, entry, base: int) -> Tensor:
 
 
 def _check_layout(path, tensors: dict, header: dict, base: int, file_size: int) -> None:
+    # As the reference implementation requires: tensors tile the data exactly, no gaps, no overlaps.
     spans = sorted((tuple(header[name]["data_offsets"]), name) for name in tensors)
     end = 0
     for (begin, stop), name in spans:
         if begin < end:
             raise bad(path, f"tensor {name!r} overlaps another tensor")
+        if begin > end:
+            raise bad(path, f"a gap of {begin - end} bytes before tensor {name!r}")
         end = stop
-    if base + end > file_size:
+    if base + end != file_size:
         raise bad(path, f"tensor data ends at byte {base + end} but the file has {file_size}")
