@@ -29,7 +29,10 @@ def chunked_willneed(path: str, chunk: int = 8 << 20) -> None:
     finally:
         os.close(fd)
     pages = -(-size // mmio.PAGE_SIZE)
+    deadline = time.monotonic() + 60
     while mmio.cache_stat(path).cached < pages:
+        if time.monotonic() > deadline:
+            raise RuntimeError("read-ahead never completed: some pages were dropped")
         time.sleep(0.0005)
 
 

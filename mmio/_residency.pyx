@@ -386,11 +386,34 @@ def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, prog
             pos += n
             if progress is not None:
                 progress(pos - start, count)
+        usable = _cachestat_usable(fd, path)
         if method == "willneed" and count:
-            _populate_file(fd, path, start, count)  # wait for the reads that are still in flight
-        return _cached_pages(fd, path, _cachestat_usable(fd, path), start, count)
+            _wait_for_reads(fd, path, usable, start, count)
+        return _cached_pages(fd, path, usable, start, count)
     finally:
         _posix.close(fd)
+
+
+cdef int _wait_for_reads(int fd, object path, bint usable, long long start, long long count) except -1:
+    """Wait until the prefetched range is cached: poll cachestat (cheap) while it makes progress,
+    then read whatever is still missing (read-ahead can be dropped under memory pressure)."""
+    import time
+    cdef long long first = start - start % PAGE
+    cdef long long pages = (start + count - first + PAGE - 1) // PAGE
+    cdef long long cached, last = -1
+    if usable:
+        stalled_since = time.monotonic()
+        while True:
+            cached = _cached_pages(fd, path, True, first, start + count - first)
+            if cached >= pages:
+                return 0
+            if cached > last:  # progress; anything else (no change, pages dropped) counts as stalled
+                last, stalled_since = cached, time.monotonic()
+            elif time.monotonic() - stalled_since > 0.1:
+                break
+            time.sleep(0.0005)
+    _populate_file(fd, path, start, count)
+    return 0
 
 
 cdef int _populate_file(int fd, object path, long long offset, long long length) except -1:
