@@ -317,14 +317,11 @@ def cache_stat(path, offset=0, length=None):
         _posix.close(fd)
 
 
-cdef long long _cached_pages(int fd, object path, bint usable, long long start, long long count) except -2:
-    """Pages of the range in the cache now: cachestat where it counts, mincore elsewhere."""
-    cdef _posix.mmio_cachestat cs
-    if count == 0:
-        return 0
-    if usable and _cachestat(fd, start, count, &cs) == 0:
-        return cs.nr_cache
-    return _mincore_file(fd, path, start, count).resident
+cdef long long _resident_pages(int fd, object path, long long start, long long count) except -2:
+    """Pages of the range whose data is in the cache now (mincore: cachestat also counts pages
+    whose read is still in flight)."""
+    _cachestat_usable(fd, path)  # PermissionError where the kernel hides the answer
+    return _mincore_file(fd, path, start, count).resident if count else 0
 
 
 def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, progress=None):
@@ -386,34 +383,14 @@ def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, prog
             pos += n
             if progress is not None:
                 progress(pos - start, count)
-        usable = _cachestat_usable(fd, path)
         if method == "willneed" and count:
-            _wait_for_reads(fd, path, usable, start, count)
-        return _cached_pages(fd, path, usable, start, count)
+            # Wait for the reads: cachestat counts a page as soon as its read is queued, but
+            # MADV_POPULATE_READ returns only once every page holds its data (and reads any
+            # page that read-ahead dropped under memory pressure).
+            _populate_file(fd, path, start, count)
+        return _resident_pages(fd, path, start, count)
     finally:
         _posix.close(fd)
-
-
-cdef int _wait_for_reads(int fd, object path, bint usable, long long start, long long count) except -1:
-    """Wait until the prefetched range is cached: poll cachestat (cheap) while it makes progress,
-    then read whatever is still missing (read-ahead can be dropped under memory pressure)."""
-    import time
-    cdef long long first = start - start % PAGE
-    cdef long long pages = (start + count - first + PAGE - 1) // PAGE
-    cdef long long cached, last = -1
-    if usable:
-        stalled_since = time.monotonic()
-        while True:
-            cached = _cached_pages(fd, path, True, first, start + count - first)
-            if cached >= pages:
-                return 0
-            if cached > last:  # progress; anything else (no change, pages dropped) counts as stalled
-                last, stalled_since = cached, time.monotonic()
-            elif time.monotonic() - stalled_since > 0.1:
-                break
-            time.sleep(0.0005)
-    _populate_file(fd, path, start, count)
-    return 0
 
 
 cdef int _populate_file(int fd, object path, long long offset, long long length) except -1:
@@ -472,9 +449,8 @@ def evict(path, *, sync=False):
         if err:
             raise_oserror(err, "could not evict the file (POSIX_FADV_DONTNEED)", path)
         try:
-            usable = _cachestat_usable(fd, path)
+            return _resident_pages(fd, path, 0, _file_size(fd, path))
         except PermissionError:
             return None
-        return _cached_pages(fd, path, usable, 0, _file_size(fd, path))
     finally:
         _posix.close(fd)
