@@ -196,68 +196,71 @@ def _print_residency(rows, exact: bool, verbose: bool) -> None:
 
 # ---- touch / evict / lock ------------------------------------------------------------------------------
 
-def _cmd_touch(args) -> int:
-    from ._residency import touch
+def _each_file(args, action) -> int:
+    """Run ``action(path)`` on every file named (walking directories); print what it returns.
+
+    A failure is reported on stderr and the rest still run; the status is 1 if any failed.
+    """
     failed = 0
-    for path, error in _files(args):
-        if error:
-            _fail("touch", path, error)
-            failed += 1
-            continue
-        try:
-            size = os.path.getsize(path)
-            progress = _Progress(size, "B")
-            last = [0]
-
-            def step(done, total, last=last, progress=progress):
-                progress.advance(done - last[0])
-                last[0] = done
-
-            start = time.perf_counter()
-            pages = touch(path, method=args.method, progress=step)
-            seconds = time.perf_counter() - start
-            progress.close()
-        except (OSError, ValueError) as exc:
-            _fail("touch", path, exc)
-            failed += 1
-            continue
-        rate = f", {size / seconds / 1e9:.2f} GB/s" if seconds > 0 and size else ""
-        print(f"{path}: {pages} pages cached ({human_bytes(size)} in {seconds:.3f} s{rate})")
-    return 1 if failed else 0
-
-
-def _cmd_evict(args) -> int:
-    from ._residency import evict
-    failed = 0
-    for path, error in _files(args):
-        if error:
-            _fail("evict", path, error)
-            failed += 1
-            continue
-        try:
-            left = evict(path, sync=args.sync)
-        except (OSError, ValueError) as exc:
-            _fail("evict", path, exc)
-            failed += 1
-            continue
-        what = "unknown (the kernel hides this file's page cache)" if left is None else str(left)
-        print(f"{path}: {what} pages still cached")
-    return 1 if failed else 0
-
-
-def _cmd_lock(args) -> int:
-    from ._mapping import open as open_mapping
-    held, failed = [], 0
     for path, error in _files(args):
         try:
             if error:
                 raise OSError(error)
-            mapping = open_mapping(path)
-            mapping.lock()
-            held.append(mapping)
+            line = action(path)
         except (OSError, ValueError) as exc:
-            _fail("lock", path, exc)
+            _fail(args.command, path, exc)
             failed += 1
+            continue
+        if line:
+            print(line, flush=True)
+    return 1 if failed else 0
+
+
+def _cmd_touch(args) -> int:
+    from ._residency import touch
+
+    def one(path):
+        size = os.path.getsize(path)
+        progress = _Progress(size, "B")
+        last = [0]
+
+        def step(done, total):
+            progress.advance(done - last[0])
+            last[0] = done
+
+        start = time.perf_counter()
+        try:
+            pages = touch(path, method=args.method, progress=step)
+        finally:
+            progress.close()
+        seconds = time.perf_counter() - start
+        rate = f", {size / seconds / 1e9:.2f} GB/s" if seconds > 0 and size else ""
+        return f"{path}: {pages} pages cached ({human_bytes(size)} in {seconds:.3f} s{rate})"
+
+    return _each_file(args, one)
+
+
+def _cmd_evict(args) -> int:
+    from ._residency import evict
+
+    def one(path):
+        left = evict(path, sync=args.sync)
+        what = "unknown (the kernel hides this file's page cache)" if left is None else str(left)
+        return f"{path}: {what} pages still cached"
+
+    return _each_file(args, one)
+
+
+def _cmd_lock(args) -> int:
+    from ._mapping import open as open_mapping
+    held = []
+
+    def one(path):
+        mapping = open_mapping(path)
+        mapping.lock()
+        held.append(mapping)
+
+    status = _each_file(args, one)
     total = sum(len(m) for m in held)
     print(f"locked {len(held)} files, {human_bytes(total)}; holding until interrupted (Ctrl-C)", flush=True)
     stop = []
@@ -272,7 +275,7 @@ def _cmd_lock(args) -> int:
         for mapping in held:
             mapping.close()
     print("released", flush=True)
-    return 1 if failed else 0
+    return status
 
 
 # ---- maps and demo --------------------------------------------------------------------------------------
