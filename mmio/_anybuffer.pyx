@@ -140,7 +140,14 @@ def lock(obj, offset=0, length=None, *, on_fault=False):
 
 
 def unlock(obj, offset=0, length=None):
-    """Unlock the pages under a mapping or buffer (``munlock(2)``)."""
+    """Unlock the pages under a mapping or buffer (``munlock(2)``).
+
+    Examples
+    --------
+    >>> import mmap, mmio
+    >>> mm = mmap.mmap(-1, 4096)
+    >>> mmio.lock(mm); mmio.unlock(mm)
+    """
     if isinstance(obj, Mapping):
         return obj.unlock(offset, length)
     _call(obj, offset, length, 3, 0, "could not unlock the buffer")

@@ -310,10 +310,12 @@ cdef class Mapping:
 
         Examples
         --------
-        >>> with mmio.anonymous(64) as m:
-        ...     a = m.array("f8")
-        ...     a.shape, a.base.mapping is m
+        >>> m = mmio.anonymous(64)
+        >>> a = m.array("f8")
+        >>> a.shape, a.base.mapping is m
         ((8,), True)
+        >>> del a        # close() refuses while the array is alive
+        >>> m.close()
         """
         # Every conversion first (they may run Python code), then the checks against the mapping.
         descr = np.dtype(dtype)

@@ -45,6 +45,12 @@ def lock_all(current=True, future=False, on_fault=False):
 
 
 def unlock_all():
-    """Undo :func:`lock_all` and every :meth:`Mapping.lock` (``munlockall(2)``)."""
+    """Undo :func:`lock_all` and every :meth:`Mapping.lock` (``munlockall(2)``).
+
+    Examples
+    --------
+    >>> import mmio
+    >>> mmio.unlock_all()
+    """
     if _posix.munlockall() != 0:
         raise_oserror(_posix.errno, "could not unlock the process's memory")

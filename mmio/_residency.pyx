@@ -159,6 +159,14 @@ CacheStat.__doc__ = """Page-cache figures of a file range, in pages (``cachestat
 on disk; ``evicted`` pages were in the cache and were dropped, ``recently_evicted``
 recently enough to count as thrashing.  On overlayfs, where ``cachestat`` reports
 zeros, ``cached`` comes from ``mincore`` and the other fields are ``None``.
+
+Examples
+--------
+>>> import mmio
+>>> open("/tmp/mmio-doc.bin", "wb").write(b"x" * 8192)
+8192
+>>> mmio.cache_stat("/tmp/mmio-doc.bin").cached
+2
 """
 
 _HIDDEN = ("the kernel hides the page cache of files you neither own nor may write (Linux >= 5.2, "

@@ -75,6 +75,11 @@ class ResidencyTable:
 
     @classmethod
     def of(cls, targets: Iterable, recursive: bool = False, progress=None) -> "ResidencyTable":
+        """Measure every file named (and, with ``recursive``, under the directories named).
+
+        ``progress(path)`` is called after each file.  Each row holds the file's
+        :class:`~mmio.Residency` or the error that kept mmio from knowing it.
+        """
         rows = []
         for path, error in walk(targets, recursive):
             rows.append(FileResidency(path, None, None, error) if error else measure(path))
@@ -89,6 +94,7 @@ class ResidencyTable:
 
     @property
     def total_pages(self) -> int:
+        """Pages over the files whose residency is known."""
         return sum(r.residency.total for r in self.rows if r.residency is not None)
 
     def __len__(self) -> int:
