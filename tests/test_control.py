@@ -4,7 +4,6 @@ import errno
 import os
 import signal
 
-import numpy as np
 import pytest
 
 import mmio
