@@ -40,8 +40,16 @@ cdef extern from "numpy/arrayobject.h":
 cdef size_t PAGE = <size_t>_posix.sysconf(_posix._SC_PAGESIZE)
 cdef char EMPTY[1]                       # what an empty mapping points at
 cdef Py_ssize_t GIL_FREE_COPY = 1 << 18  # copies this large release the GIL
+
+
+def _kernel_older_than(version):
+    """Whether the running kernel is older than ``version`` ("5.14")."""
+    running = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    return running < tuple(int(x) for x in version.split("."))
+
+
 # MADV_POPULATE_* arrived in 5.14; before, EINVAL means "unknown advice" and pages are touched instead.
-cdef bint TOUCH_TO_POPULATE = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2]) < (5, 14)
+cdef bint TOUCH_TO_POPULATE = _kernel_older_than("5.14")
 
 _MODE_ALIASES = {"readonly": "r", "readwrite": "r+", "write": "w+", "copyonwrite": "c"}
 _MODES = ("r", "r+", "c", "w+")
@@ -1024,12 +1032,6 @@ cdef int range_syscall(int call, void* start, size_t n, int flags) noexcept nogi
     if call == _MLOCK2:
         return _posix.mlock2(start, n, flags)
     return _posix.munlock(start, n)
-
-
-def _kernel_older_than(version):
-    """Whether the running kernel is older than ``version`` ("5.14")."""
-    running = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
-    return running < tuple(int(x) for x in version.split("."))
 
 
 cdef bint _overlaps(const char* a, Py_ssize_t a_len, const char* b, Py_ssize_t b_len) noexcept:
