@@ -179,6 +179,11 @@ cdef int _open_file(object path) except -1:
     cdef bytes encoded = os.fsencode(path)
     if b"\0" in encoded:
         raise ValueError(f"embedded null byte in path {path!r}")
+    import stat as stat_module
+    mode = os.stat(path).st_mode  # look before opening: opening some devices has side effects
+    if not stat_module.S_ISREG(mode):
+        what = "this is a directory" if stat_module.S_ISDIR(mode) else "not a regular file"
+        raise_oserror(_posix.EISDIR if stat_module.S_ISDIR(mode) else _posix.ENODEV, what, path)
     cdef int fd = _posix.open(encoded, _posix.O_RDONLY | _posix.O_CLOEXEC | _posix.O_NONBLOCK)
     if fd < 0:
         raise_errno("could not open the file", path)
@@ -356,8 +361,9 @@ def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, prog
 
     Returns
     -------
-    int
-        Pages of the range in the page cache afterwards.
+    int or None
+        Pages of the range in the page cache afterwards; ``None`` when the kernel
+        hides this file's page cache from the caller (the file is read all the same).
 
     Examples
     --------
@@ -370,9 +376,10 @@ def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, prog
     if method not in ("willneed", "populate"):
         raise ValueError(f"method must be 'willneed' or 'populate', not {method!r}")
     import operator
-    cdef long long step = operator.index(chunk)
-    if step < <long long>PAGE:
-        raise ValueError(f"chunk must be at least one page ({PAGE} bytes)")
+    chunk = operator.index(chunk)
+    if not PAGE <= chunk <= 1 << 40:
+        raise ValueError(f"chunk must be between one page ({PAGE} bytes) and 1 TiB, got {chunk}")
+    cdef long long step = chunk
     cdef int fd = _open_file(path)
     cdef long long start, count, pos, n
     cdef int err = 0
@@ -396,7 +403,10 @@ def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, prog
             # MADV_POPULATE_READ returns only once every page holds its data (and reads any
             # page that read-ahead dropped under memory pressure).
             _populate_file(fd, path, start, count)
-        return _resident_pages(fd, path, start, count)
+        try:
+            return _resident_pages(fd, path, start, count)
+        except PermissionError:
+            return None  # done, but the kernel hides how much of it is cached
     finally:
         _posix.close(fd)
 

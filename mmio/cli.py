@@ -25,6 +25,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _pid(text: str):
+    if text == "self":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmio", description="Memory-mapped file I/O for Linux: "
                                      "page-cache residency and control from the command line.")
@@ -53,7 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
     lock.add_argument("-r", "--recursive", action="store_true")
 
     maps = commands.add_parser("maps", help="memory regions of a process, with smaps figures")
-    maps.add_argument("pid", nargs="?", default="self")
+    maps.add_argument("pid", nargs="?", default="self", type=_pid)
     maps.add_argument("--json", action="store_true")
 
     demo = commands.add_parser(
@@ -68,6 +80,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 failure, 2 bad usage)."""
+    for stream in (sys.stdout, sys.stderr):  # file names need not be valid UTF-8: never fail to print one
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = _build_parser().parse_args(argv)
     handler = globals()[f"_cmd_{args.command}"]
     try:
@@ -261,13 +276,15 @@ def _cmd_lock(args) -> int:
         held.append(mapping)
 
     status = _each_file(args, one)
+    if not held:
+        return status or 1
     total = sum(len(m) for m in held)
-    print(f"locked {len(held)} files, {human_bytes(total)}; holding until interrupted (Ctrl-C)", flush=True)
     stop = []
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.append(True))  # before anyone can see us
+    print(f"locked {len(held)} files, {human_bytes(total)}; holding until interrupted (Ctrl-C)", flush=True)
     try:
-        while not stop:
-            signal.pause() if hasattr(signal, "pause") else time.sleep(1)
+        while not stop:  # short sleeps, not pause(): a signal between the check and pause() would be lost
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
@@ -282,8 +299,7 @@ def _cmd_lock(args) -> int:
 
 def _cmd_maps(args) -> int:
     from .procmaps import maps
-    pid = args.pid if args.pid == "self" else int(args.pid)
-    regions = maps(pid)
+    regions = maps(args.pid)
     if args.json:
         print(json.dumps([{**{f: getattr(r, f) for f in r.__dataclass_fields__ if f != "vm_flags"},
                            "vm_flags": sorted(r.vm_flags)} for r in regions], indent=1))

@@ -34,7 +34,10 @@ def _colour(fraction: float) -> str:
 def svg_strip(pages: np.ndarray, width: int = 640, height: int = 18) -> str:
     """An SVG heat strip of the pages: one rectangle per run of equally resident buckets."""
     fractions = bucket_fractions(pages, width)
+    # Any resident page shows (at least one step of colour); only a full bucket gets the full colour.
     levels = np.round(fractions * LEVELS).astype(int)
+    levels = np.where(fractions > 0, np.clip(levels, 1, LEVELS), 0)
+    levels = np.where((fractions < 1) & (levels == LEVELS), LEVELS - 1, levels)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img">',
              f'<rect x="0" y="0" width="{width}" height="{height}" fill="{_colour(0)}"/>']
@@ -65,9 +68,17 @@ def caption(residency) -> str:
             f"({residency.resident:,} of {residency.total:,} pages)")
 
 
+def _text(value) -> str:
+    """HTML-escaped text that is also valid XML and UTF-8: control characters and undecodable
+    bytes of file names are shown as escapes."""
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(c if c >= " " or c in "\t\n" else f"\\x{ord(c):02x}" for c in text)
+    return html.escape(text)
+
+
 def residency_html(residency, label: str | None = None) -> str:
     """The notebook picture of one Residency: the strip and a caption."""
-    title = f"<b>{html.escape(label)}</b>: " if label else ""
+    title = f"<b>{_text(label)}</b>: " if label else ""
     return (f'<div class="mmio-residency">{svg_strip(residency.pages)}'
             f'<div style="font:12px sans-serif">{title}{html.escape(caption(residency))}</div></div>')
 
@@ -76,9 +87,9 @@ def table_html(table) -> str:
     """One row per file: its name, its strip, and its figures (or the error that stopped it)."""
     rows = []
     for row in table.rows:
-        name = html.escape(str(row.path))
+        name = _text(row.path)
         if row.residency is None:
-            cell = f'<td colspan="2" style="color:#a00">{html.escape(row.error or "unknown")}</td>'
+            cell = f'<td colspan="2" style="color:#a00">{_text(row.error or "unknown")}</td>'
         else:
             cell = (f"<td>{svg_strip(row.residency.pages, width=320, height=14)}</td>"
                     f"<td>{html.escape(caption(row.residency))}</td>")

@@ -22,25 +22,35 @@ class FileResidency:
 def walk(targets: Iterable, recursive: bool = False) -> Iterator[tuple[str, str | None]]:
     """``(path, error)`` for every file named or (with ``recursive``) under a directory named.
 
-    A directory without ``recursive`` yields its direct files; unreadable
-    directories yield their error instead of stopping the walk.
+    A directory without ``recursive`` yields its direct files.  Anything that
+    cannot be listed or checked (a permission, a symlink loop) yields its error
+    instead of stopping the walk; the walk uses a stack, not recursion, so depth
+    is unlimited.  Symbolic links to directories are not followed.
     """
     for target in targets:
         path = os.fsdecode(os.fspath(target))
         if not os.path.isdir(path):
             yield path, None
             continue
-        try:
-            entries = sorted(os.scandir(path), key=lambda e: e.name)
-        except OSError as exc:
-            yield path, str(exc)
-            continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                if recursive:
-                    yield from walk([entry.path], recursive=True)
-            elif entry.is_file(follow_symlinks=True):
-                yield entry.path, None
+        stack = [path]
+        while stack:
+            directory = stack.pop()
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name, reverse=True)
+            except OSError as exc:
+                yield directory, str(exc)
+                continue
+            subdirectories = []
+            for entry in reversed(entries):
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirectories.append(entry.path)
+                    elif entry.is_file(follow_symlinks=True):
+                        yield entry.path, None
+                except OSError as exc:
+                    yield entry.path, str(exc)
+            if recursive:
+                stack.extend(reversed(subdirectories))
 
 
 def measure(path: str) -> FileResidency:

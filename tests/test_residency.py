@@ -230,3 +230,70 @@ def test_cli_lock_holds_until_terminated(tmp_path):
     finally:
         proc.kill()
     assert "released" in out and proc.returncode == 0, err
+
+
+# ---- found in the fourth review ------------------------------------------------------------------
+
+def test_walk_survives_symlink_loops_and_deep_trees(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a").write_bytes(b"hi")
+    os.symlink("loop", d / "loop")
+    proc = cli("residency", "-r", d)
+    assert proc.returncode == 1 and "d/a" in proc.stdout and "loop" in proc.stderr
+    deep = tmp_path / "deep"
+    levels = [deep]
+    for _ in range(1100):  # deeper than Python's default recursion limit
+        levels.append(levels[-1] / "x")
+    for level in levels:
+        level.mkdir()
+    (levels[-1] / "f").write_bytes(b"x")
+    try:
+        proc = cli("residency", "-r", deep)
+        assert proc.returncode == 0 and proc.stdout.rstrip().endswith("/f")
+    finally:
+        (levels[-1] / "f").unlink()
+        for level in reversed(levels):
+            level.rmdir()
+    table = mmio.residency(d)
+    assert any(row.error for row in table) and any(row.residency for row in table)
+
+
+def test_odd_file_names_in_the_cli_and_the_html(tmp_path):
+    for name in (b"bad\xff", b"ctl\x01x", b"a<b&'c"):
+        (tmp_path / os.fsdecode(name)).write_bytes(b"x" * 10)
+    env = dict(os.environ, PYTHONIOENCODING="utf-8:strict")
+    proc = subprocess.run([sys.executable, "-m", "mmio", "residency", str(tmp_path)], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 5  # header, three files, total
+    page = mmio.residency(tmp_path)._repr_html_()
+    ET.fromstring(page)
+    page.encode("utf-8")
+    r = mmio.residency(tmp_path / os.fsdecode(b"ctl\x01x"))
+    from mmio.display import residency_html
+    ET.fromstring(residency_html(r, label=os.fsdecode(b"ctl\x01x\xff")))
+
+
+def test_lock_with_nothing_to_lock_exits_at_once():
+    proc = cli("lock", "/nonexistent/file")
+    assert proc.returncode == 1 and "nonexistent" in proc.stderr
+
+
+def test_sparse_residency_shows_in_the_strip():
+    from mmio.display import svg_strip
+    pages = np.zeros(12800, bool)
+    pages[::40] = True
+    svg = ET.fromstring(svg_strip(pages, width=320))
+    assert len(svg.findall("{http://www.w3.org/2000/svg}rect")) > 1
+    full = ET.fromstring(svg_strip(np.ones(100, bool), width=10))
+    colours = {r.get("fill") for r in full.findall("{http://www.w3.org/2000/svg}rect")[1:]}
+    assert colours == {"#2b6cb0"}
+
+
+def test_bad_pid_is_bad_usage_and_huge_chunks_are_refused(tmp_path):
+    assert cli("maps", "abc", check=False).returncode == 2
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError, match="chunk"):
+        mmio.touch(path, chunk=2 ** 70)
