@@ -163,10 +163,9 @@ zeros, ``cached`` comes from ``mincore`` and the other fields are ``None``.
 Examples
 --------
 >>> import mmio
->>> open("/tmp/mmio-doc.bin", "wb").write(b"x" * 8192)
+>>> stat = mmio.CacheStat(cached=2, dirty=0, writeback=0, evicted=5, recently_evicted=1)
+>>> stat.cached * mmio.PAGE_SIZE
 8192
->>> mmio.cache_stat("/tmp/mmio-doc.bin").cached
-2
 """
 
 _HIDDEN = ("the kernel hides the page cache of files you neither own nor may write (Linux >= 5.2, "
@@ -174,30 +173,34 @@ _HIDDEN = ("the kernel hides the page cache of files you neither own nor may wri
            "run as the file's owner, with write access, or as root")
 
 
+def _hidden(path):
+    """The PermissionError for a file whose page cache the kernel hides from the caller."""
+    return PermissionError(errno.EPERM, f"cannot see which pages are cached: {_HIDDEN}", os.fspath(path))
+
+
+cdef int _not_a_file(object path, unsigned int mode) except -1:
+    if _posix.S_ISDIR(mode):
+        raise_oserror(_posix.EISDIR, "this is a directory", path)
+    raise_oserror(_posix.ENODEV, "not a regular file", path)
+
+
 cdef int _open_file(object path) except -1:
-    """Open a regular file read-only (non-blocking, so a FIFO is refused rather than waited on)."""
+    """Open a regular file read-only.  The type is checked before opening (opening some devices
+    has side effects) and again after (the name may have changed hands in between); the open
+    is non-blocking, so a FIFO is refused rather than waited on."""
     cdef bytes encoded = os.fsencode(path)
     if b"\0" in encoded:
         raise ValueError(f"embedded null byte in path {path!r}")
-    import stat as stat_module
-    mode = os.stat(path).st_mode  # look before opening: opening some devices has side effects
-    if not stat_module.S_ISREG(mode):
-        what = "this is a directory" if stat_module.S_ISDIR(mode) else "not a regular file"
-        raise_oserror(_posix.EISDIR if stat_module.S_ISDIR(mode) else _posix.ENODEV, what, path)
+    mode = os.stat(path).st_mode
+    if not _posix.S_ISREG(mode):
+        _not_a_file(path, mode)
     cdef int fd = _posix.open(encoded, _posix.O_RDONLY | _posix.O_CLOEXEC | _posix.O_NONBLOCK)
     if fd < 0:
         raise_errno("could not open the file", path)
     cdef _posix.stat st
-    cdef int err = 0
-    if _posix.fstat(fd, &st) != 0:
-        err = _posix.errno
-    elif _posix.S_ISDIR(st.st_mode):
-        err = _posix.EISDIR
-    elif not _posix.S_ISREG(st.st_mode):
-        err = _posix.ENODEV
-    if err:
+    if _posix.fstat(fd, &st) != 0 or not _posix.S_ISREG(st.st_mode):
         _posix.close(fd)
-        raise_oserror(err, "not a regular file" if err != _posix.EISDIR else "this is a directory", path)
+        _not_a_file(path, st.st_mode)
     return fd
 
 
@@ -231,11 +234,11 @@ cdef bint _cachestat_usable(int fd, object path) except -1:
     if err == 0:
         return not _on_overlayfs(fd)
     if err == _posix.EPERM:
-        raise PermissionError(errno.EPERM, f"cannot see which pages are cached: {_HIDDEN}", os.fspath(path))
+        raise _hidden(path)
     # No cachestat (Linux < 6.5): apply the kernel's rule ourselves.
     if os.geteuid() == 0 or os.fstat(fd).st_uid == os.geteuid() or os.access(path, os.W_OK, effective_ids=True):
         return False
-    raise PermissionError(errno.EPERM, f"cannot see which pages are cached: {_HIDDEN}", os.fspath(path))
+    raise _hidden(path)
 
 
 cdef tuple _file_range(object offset, object length, long long size):
@@ -320,7 +323,7 @@ def cache_stat(path, offset=0, length=None):
         if err == _posix.ENOSYS:
             raise_oserror(err, "cachestat needs Linux 6.5 or newer; use mmio.residency(path) instead", path)
         if err == _posix.EPERM:
-            raise PermissionError(errno.EPERM, f"cannot see which pages are cached: {_HIDDEN}", os.fspath(path))
+            raise _hidden(path)
         if err:
             raise_oserror(err, "cachestat failed", path)
         if _on_overlayfs(fd):  # cachestat reports zeros there: count with mincore instead
