@@ -7,7 +7,6 @@ pages under it; ``residency`` also takes a file path.  The buffer is held for
 the duration of the system call, so its memory cannot be unmapped meanwhile.
 """
 
-import errno
 import operator
 import os
 
