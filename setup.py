@@ -1,4 +1,6 @@
-"""Build the compiled modules of mmio (metadata lives in pyproject.toml)."""
+"""Build the compiled modules of mmio (metadata lives in pyproject.toml, the sdist's contents in MANIFEST.in)."""
+
+import os
 
 import numpy
 from Cython.Build import cythonize
@@ -6,6 +8,7 @@ from setuptools import Extension, setup
 
 MODULES = ["_errors", "_constants", "_guard", "_residency", "_mapping", "_process", "_anybuffer"]
 C_SOURCES = {"_guard": ["mmio/src/sigbus.c"]}
+JOBS = len(os.sched_getaffinity(0))
 
 extensions = [
     Extension(
@@ -20,10 +23,13 @@ extensions = [
 setup(
     ext_modules=cythonize(
         extensions,
+        nthreads=JOBS,
         compiler_directives={
             "language_level": 3,
             "embedsignature": True,
             "cdivision": True,
         },
     ),
+    # compile the extension modules side by side: every install (and CI) builds them
+    options={"build_ext": {"parallel": JOBS}},
 )

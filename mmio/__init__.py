@@ -8,7 +8,11 @@ with it (advice, residency).  See the README for a tour.
 # _mapping first: mmio/__init__.pxd (which lets Cython users ``cimport mmio``) makes every
 # compiled module import the Mapping type while it initialises, and that works only once
 # _mapping has started initialising.  isort: skip_file
-from ._mapping import Mapping, anonymous, open
+try:
+    from ._mapping import Mapping, anonymous, open
+except ModuleNotFoundError as _missing:
+    from ._checkout import source_tree_error as _source_tree_error
+    raise _source_tree_error(_missing) from None
 from ._errors import MappingFaultError
 from ._flags import PAGE_SIZE, Advice, Prot
 from ._anybuffer import advise, lock, residency, unlock

@@ -443,9 +443,11 @@ def evict(path, *, sync=False):
 
     ``posix_fadvise(POSIX_FADV_DONTNEED)``, after ``fdatasync`` when ``sync=True``
     (so dirty pages are written and can go too).  The kernel keeps pages that are
-    dirty, mapped by some process, or locked: the count says what is true
-    afterwards, not what was asked.  ``None`` when the kernel hides this file's
-    page cache from the caller (the eviction is still done).
+    mapped by some process or locked.  For dirty pages it starts writeback without
+    waiting and keeps those still dirty or being written when it reaches them, so
+    whether a just-written page stays is a race the caller cannot see; the count
+    says what is true afterwards, not what was asked.  ``None`` when the kernel
+    hides this file's page cache from the caller (the eviction is still done).
 
     Examples
     --------

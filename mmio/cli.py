@@ -73,7 +73,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Write a sample float64 file, evict it from the page cache, map it, "
                     "scan it twice and show residency and throughput; then clean up.")
     demo.add_argument("--size", type=_positive_int, default=256, metavar="MIB",
-                      help="size of the sample file in MiB (default 256)")
+                      help="size of the sample file in MiB (default 256; at most the free space and the RAM)")
     demo.add_argument("--dir", default=None, help="where to create the temporary directory")
     return parser
 
@@ -314,5 +314,10 @@ def _cmd_maps(args) -> int:
 
 def _cmd_demo(args) -> int:
     from . import demo
+    try:
+        demo.check_size(args.size, args.dir)
+    except ValueError as exc:  # an impossible size is bad usage: say so before writing anything
+        print(f"mmio demo: {exc}", file=sys.stderr)
+        return 2
     demo.run(args.size, directory=args.dir)
     return 0

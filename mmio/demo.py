@@ -19,10 +19,32 @@ from . import _mapping
 _CHUNK_ITEMS = 1 << 21  # 16 MiB of float64 per write
 
 
-def run(size_mib: int = 256, *, out=print, directory: str | None = None) -> None:
-    """Run the demo on a ``size_mib`` MiB file in a temporary directory, then remove it."""
+def check_size(size_mib: int, directory: str | None = None) -> None:
+    """Refuse a sample size the demo cannot sensibly write, before anything is written.
+
+    Raises ``ValueError`` for fewer than 1 MiB, for more than the free space of
+    ``directory`` (the system's temporary directory by default), and for more
+    than the machine's RAM (the second scan is meant to run from the page
+    cache). ``OSError`` if ``directory`` cannot be examined.
+    """
     if size_mib < 1:
-        raise ValueError("the demo needs at least 1 MiB")
+        raise ValueError(f"--size must be at least 1 MiB, got {size_mib}")
+    directory = directory if directory is not None else tempfile.gettempdir()
+    stat = os.statvfs(directory)
+    free_mib = stat.f_bavail * stat.f_frsize >> 20
+    ram_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+    if size_mib > free_mib:
+        raise ValueError(f"--size {size_mib} MiB does not fit: {directory} has {free_mib} MiB free")
+    if size_mib > ram_mib:
+        raise ValueError(f"--size {size_mib} MiB is more than this machine's {ram_mib} MiB of RAM")
+
+
+def run(size_mib: int = 256, *, out=print, directory: str | None = None) -> None:
+    """Run the demo on a ``size_mib`` MiB file in a temporary directory, then remove it.
+
+    Raises ``ValueError`` (before writing anything) for a size :func:`check_size` refuses.
+    """
+    check_size(size_mib, directory)
     with tempfile.TemporaryDirectory(prefix="mmio-demo-", dir=directory) as tmp:
         path = os.path.join(tmp, "sample.f64")
         out(f"mmio demo: {size_mib} MiB of float64 in {path}")
