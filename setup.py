@@ -6,7 +6,8 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["_errors", "_constants", "_guard", "_residency", "_mapping", "_process", "_anybuffer"]
+MODULES = ["_errors", "_constants", "_pages", "_files", "_guard", "_mapping", "_open", "_buffers", "_residency",
+           "_process"]
 C_SOURCES = {"_guard": ["mmio/src/sigbus.c"]}
 JOBS = len(os.sched_getaffinity(0))
 

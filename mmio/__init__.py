@@ -5,22 +5,21 @@ memory out as zero-copy numpy arrays, and see and steer what the kernel does
 with it (advice, residency).  See the README for a tour.
 """
 
-# _mapping first: mmio/__init__.pxd (which lets Cython users ``cimport mmio``) makes every
-# compiled module import the Mapping type while it initialises, and that works only once
-# _mapping has started initialising.  isort: skip_file
 try:
-    from ._mapping import Mapping, anonymous, open
+    from ._mapping import Mapping
 except ModuleNotFoundError as _missing:
     from ._checkout import source_tree_error as _source_tree_error
     raise _source_tree_error(_missing) from None
+from ._buffers import advise, lock, unlock
 from ._errors import MappingFaultError
 from ._flags import PAGE_SIZE, Advice, Prot
-from ._anybuffer import advise, lock, residency, unlock
 from ._limits import memlock_limit
+from ._open import anonymous, open
 from ._process import lock_all, unlock_all
-from ._residency import CacheStat, Residency, cache_stat, evict, touch
+from ._residency import cache_stat, evict, touch
 from .arrays import create, load, open_array
 from .procmaps import Region, maps
+from .residency import CacheStat, Residency, residency
 
 __version__ = "0.1.0"
 

@@ -4,9 +4,7 @@ Values the headers lack come from ``src/compat.h`` (the Linux ABI numbers), so e
 name exists; a kernel that does not know one refuses it at call time.
 """
 
-from . cimport _posix
-
-PAGE_SIZE = _posix.sysconf(_posix._SC_PAGESIZE)
+cimport mmio._posix as _posix
 
 ADVICE = {
     "NORMAL": _posix.MADV_NORMAL,

@@ -8,7 +8,7 @@ what was attempted.
 
 import os
 
-from . cimport _posix
+cimport mmio._posix as _posix
 
 
 class MappingFaultError(OSError):

@@ -9,9 +9,15 @@ from __future__ import annotations
 import enum
 
 from . import _constants
+from ._pages import PAGE_SIZE
 
-PAGE_SIZE: int = _constants.PAGE_SIZE
-"""The system page size in bytes (``sysconf(_SC_PAGESIZE)``)."""
+_TRAITS: dict[str, tuple[str, str | None]] = {}
+
+
+def _advice(name: str, since: str = "2.6", discards: str | None = None) -> int:
+    """The C value of ``MADV_<name>``, recording when Linux gained it and what it throws away."""
+    _TRAITS[name] = (since, discards)
+    return _constants.ADVICE[name]
 
 
 class Advice(enum.IntEnum):
@@ -22,38 +28,65 @@ class Advice(enum.IntEnum):
     number is used); a kernel that does not know one raises an ``OSError`` that
     names the kernel version it needs.
 
+    Each member also says ``since``, the first Linux version that accepts it,
+    and ``discards``: ``"always"`` for advice that throws data away wherever it
+    is given (``REMOVE`` punches a hole in the file), ``"private"`` for advice
+    that throws away the data of private or anonymous memory (``DONTNEED``,
+    ``FREE``: a shared file mapping reads it back from the file), else ``None``.
+
     Examples
     --------
     >>> import mmio
     >>> mmio.Advice.parse("sequential") is mmio.Advice.SEQUENTIAL
     True
+    >>> mmio.Advice.POPULATE_READ.since, mmio.Advice.DONTNEED.discards
+    ('5.14', 'private')
     """
 
-    NORMAL = _constants.ADVICE["NORMAL"]
-    RANDOM = _constants.ADVICE["RANDOM"]
-    SEQUENTIAL = _constants.ADVICE["SEQUENTIAL"]
-    WILLNEED = _constants.ADVICE["WILLNEED"]
-    DONTNEED = _constants.ADVICE["DONTNEED"]
-    FREE = _constants.ADVICE["FREE"]
-    REMOVE = _constants.ADVICE["REMOVE"]
-    DONTFORK = _constants.ADVICE["DONTFORK"]
-    DOFORK = _constants.ADVICE["DOFORK"]
-    MERGEABLE = _constants.ADVICE["MERGEABLE"]
-    UNMERGEABLE = _constants.ADVICE["UNMERGEABLE"]
-    HUGEPAGE = _constants.ADVICE["HUGEPAGE"]
-    NOHUGEPAGE = _constants.ADVICE["NOHUGEPAGE"]
-    DONTDUMP = _constants.ADVICE["DONTDUMP"]
-    DODUMP = _constants.ADVICE["DODUMP"]
-    COLD = _constants.ADVICE["COLD"]
-    PAGEOUT = _constants.ADVICE["PAGEOUT"]
-    POPULATE_READ = _constants.ADVICE["POPULATE_READ"]
-    POPULATE_WRITE = _constants.ADVICE["POPULATE_WRITE"]
-    COLLAPSE = _constants.ADVICE["COLLAPSE"]
+    # One row per advice: its name in <sys/mman.h> (the value comes from the build's headers or compat.h),
+    # the first Linux version that accepts it, and what it throws away. Adding an advice: compat.h,
+    # _posix.pxd, _constants.pyx and a row here.
+    NORMAL = _advice("NORMAL")
+    RANDOM = _advice("RANDOM")
+    SEQUENTIAL = _advice("SEQUENTIAL")
+    WILLNEED = _advice("WILLNEED")
+    DONTNEED = _advice("DONTNEED", discards="private")
+    FREE = _advice("FREE", since="4.5", discards="private")
+    REMOVE = _advice("REMOVE", discards="always")
+    DONTFORK = _advice("DONTFORK")
+    DOFORK = _advice("DOFORK")
+    MERGEABLE = _advice("MERGEABLE")
+    UNMERGEABLE = _advice("UNMERGEABLE")
+    HUGEPAGE = _advice("HUGEPAGE")
+    NOHUGEPAGE = _advice("NOHUGEPAGE")
+    DONTDUMP = _advice("DONTDUMP", since="3.4")
+    DODUMP = _advice("DODUMP", since="3.4")
+    COLD = _advice("COLD", since="5.4")
+    PAGEOUT = _advice("PAGEOUT", since="5.4")
+    POPULATE_READ = _advice("POPULATE_READ", since="5.14")
+    POPULATE_WRITE = _advice("POPULATE_WRITE", since="5.14")
+    COLLAPSE = _advice("COLLAPSE", since="6.1")
 
     @property
     def since(self) -> str:
         """The first Linux version that accepts this advice (``"2.6"`` for the old ones)."""
-        return _ADVICE_SINCE.get(self.name, "2.6")
+        return _TRAITS[self.name][0]
+
+    @property
+    def discards(self) -> str | None:
+        """``"always"``, ``"private"`` (private or anonymous memory only) or ``None``: see the class."""
+        return _TRAITS[self.name][1]
+
+    def throws_away(self, *, private: bool) -> bool:
+        """Whether this advice loses data on memory that is ``private`` (or anonymous) or not.
+
+        Examples
+        --------
+        >>> import mmio
+        >>> mmio.Advice.DONTNEED.throws_away(private=True), mmio.Advice.DONTNEED.throws_away(private=False)
+        (True, False)
+        """
+        return self.discards == "always" or (self.discards == "private" and private)
 
     @classmethod
     def parse(cls, value: Advice | str) -> Advice:
@@ -67,18 +100,6 @@ class Advice(enum.IntEnum):
             ``value`` is neither a string nor an int.
         """
         return _parse(cls, value)
-
-
-_ADVICE_SINCE = {
-    "FREE": "4.5",
-    "DONTDUMP": "3.4",
-    "DODUMP": "3.4",
-    "COLD": "5.4",
-    "PAGEOUT": "5.4",
-    "POPULATE_READ": "5.14",
-    "POPULATE_WRITE": "5.14",
-    "COLLAPSE": "6.1",
-}
 
 
 class Prot(enum.IntFlag):

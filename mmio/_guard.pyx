@@ -6,7 +6,7 @@ running thread armed.  This module is the one copy of that state: other Cython
 modules reach the loops by ``cimport``.
 """
 
-from ._errors cimport raise_errno
+from mmio._errors cimport raise_errno
 
 cdef extern from "sigbus.h" nogil:
     int mmio_guard_install()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import resource
 
+from ._units import human_bytes
+
 
 def memlock_limit() -> int | None:
     """The soft ``RLIMIT_MEMLOCK`` in bytes, or ``None`` when unlimited.
@@ -29,19 +31,12 @@ def locked_bytes() -> int:
     return 0
 
 
-def _size_text(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            return f"{n / (1 << shift):.1f} {unit}"
-    return f"{n} bytes"
-
-
 def memlock_hint(requested: int) -> str:
     """Explain an mlock refusal: the limit, what is locked already, and how to raise it."""
     limit = memlock_limit()
-    limit_text = "unlimited" if limit is None else _size_text(limit)
-    return (f"asked to lock {_size_text(requested)}; RLIMIT_MEMLOCK is {limit_text} and this process "
-            f"has {_size_text(locked_bytes())} locked already (VmLck); raise the limit with "
+    limit_text = "unlimited" if limit is None else human_bytes(limit)
+    return (f"asked to lock {human_bytes(requested)}; RLIMIT_MEMLOCK is {limit_text} and this process "
+            f"has {human_bytes(locked_bytes())} locked already (VmLck); raise the limit with "
             "`ulimit -l`, LimitMEMLOCK= in a systemd unit or /etc/security/limits.conf, "
             "or grant CAP_IPC_LOCK")
 

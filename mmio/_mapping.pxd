@@ -36,6 +36,11 @@ cdef class Mapping:
     cdef int resolve_range(self, object offset, object length,
                            Py_ssize_t* start, Py_ssize_t* count) except -1
 
+    # for _open (the constructors) and the methods themselves
+    cdef int map_fd(self, int fd, Py_ssize_t length, Py_ssize_t offset, bint populate) except -1
+    cdef int madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
+    cdef int populate_range(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1
+
     # internal
     cdef int _unmap(self) except -1
     cdef object _make_array(self, object descr, tuple dims, Py_ssize_t offset, bint fortran,
@@ -46,14 +51,11 @@ cdef class Mapping:
     cdef object _make_room(self, Py_ssize_t new_size)
     cdef int _mremap(self, Py_ssize_t new_size) except -1
     cdef int _remap_fresh(self, Py_ssize_t new_size) except -1
-    cdef int _range_call(self, int call, Py_ssize_t start, Py_ssize_t count, int flags,
+    cdef int _range_call(self, int call, Py_ssize_t start, Py_ssize_t count, int arg,
                          str attempted) except -1
     cdef bytes _read(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n)
     cdef int _write_slice(self, slice key, object value) except -1
     cdef int _check_writable(self) except -1
-    cdef bint _discards(self, object advice)
-    cdef int _madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
-    cdef int _populate(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1
     cdef int _copy(self, char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
                    Py_ssize_t n, bint writing) except -1
     cdef int _raise_fault(self, const char* fault, str what, const char* lo, Py_ssize_t span) except -1

@@ -2,18 +2,16 @@
 
 import os
 from types import TracebackType
-from typing import IO, Literal, overload
+from typing import Literal, overload
 
 import numpy as np
 from typing_extensions import Buffer
 import numpy.typing as npt
 
 from ._flags import Advice, Prot
-from ._residency import Residency
+from .residency import Residency
 from .procmaps import Region
 
-_Target = str | bytes | os.PathLike[str] | os.PathLike[bytes] | int | IO[bytes]
-_Mode = Literal["r", "r+", "c", "w+", "readonly", "readwrite", "write", "copyonwrite"]
 _AdviceLike = Advice | str | int
 
 class MappingExport:
@@ -85,16 +83,3 @@ class Mapping:
     def populate(
         self, offset: int = 0, length: int | None = None, *, write: bool = False, threads: int = 1
     ) -> None: ...
-
-def open(
-    target: _Target,
-    mode: _Mode = "r",
-    *,
-    offset: int = 0,
-    length: int | None = None,
-    size: int | None = None,
-    populate: bool = False,
-    huge: bool = False,
-    advice: _AdviceLike | None = None,
-) -> Mapping: ...
-def anonymous(length: int, *, shared: bool = True, populate: bool = False, huge: bool = False) -> Mapping: ...

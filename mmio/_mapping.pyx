@@ -1,8 +1,10 @@
 """The Mapping type: one ``mmap(2)`` region, its lifetime and its views.
 
-``open`` and ``anonymous`` create mappings; a :class:`Mapping` hands its memory
-out through the buffer protocol and as plain ``numpy.ndarray`` objects, and
-counts what it handed out so that ``close()`` can refuse while any view lives.
+A :class:`Mapping` hands its memory out through the buffer protocol and as
+plain ``numpy.ndarray`` objects, counts what it handed out so that ``close()``
+can refuse while any view lives, guards its own reads and writes against
+SIGBUS, keeps track of page protections, and offers thin range methods over
+the range engine (``_pages``). ``_open`` creates mappings.
 """
 
 import operator
@@ -21,13 +23,16 @@ from cpython.ref cimport Py_INCREF
 cdef extern from "Python.h":
     Py_ssize_t PY_SSIZE_T_MAX
 
-from . cimport _posix
-from . cimport _guard
-from ._errors cimport raise_errno, raise_oserror
+cimport mmio._posix as _posix
+cimport mmio._guard as _guard
+from mmio._errors cimport raise_errno, raise_oserror
+from mmio._files cimport file_size, truncate
+from mmio._pages cimport (Span, covering, range_call, mincore_pages, integer, check_range, check_threads,
+                          page_size, MADVISE, MLOCK, MLOCK_ONFAULT, MUNLOCK, MSYNC)
 from ._errors import MappingFaultError
-from ._residency cimport mincore_pages
 from ._flags import Advice, Prot
-from ._residency import Residency
+from ._pages import kernel_older_than
+from .residency import Residency
 from . import procmaps
 
 cnp.import_array()
@@ -37,33 +42,13 @@ cdef extern from "numpy/arrayobject.h":
     object PyArray_NewFromDescr(type subtype, cnp.dtype descr, int nd, cnp.npy_intp* dims,
                                 cnp.npy_intp* strides, void* data, int flags, object obj)
 
-cdef size_t PAGE = <size_t>_posix.sysconf(_posix._SC_PAGESIZE)
+cdef size_t PAGE = page_size()
 cdef char EMPTY[1]                       # what an empty mapping points at
 cdef Py_ssize_t GIL_FREE_COPY = 1 << 18  # copies this large release the GIL
-
-
-def _kernel_older_than(version):
-    """Whether the running kernel is older than ``version`` ("5.14")."""
-    running = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
-    return running < tuple(int(x) for x in version.split("."))
-
+cdef size_t PREFETCH_CHUNK_MAX = 1 << 40
 
 # MADV_POPULATE_* arrived in 5.14; before, EINVAL means "unknown advice" and pages are touched instead.
-cdef bint TOUCH_TO_POPULATE = _kernel_older_than("5.14")
-
-_MODE_ALIASES = {"readonly": "r", "readwrite": "r+", "write": "w+", "copyonwrite": "c"}
-_MODES = ("r", "r+", "c", "w+")
-
-# Advice that throws data away when the memory is private or anonymous.
-_DISCARDING = frozenset({Advice.DONTNEED, Advice.FREE})
-
-
-cdef inline size_t page_floor(size_t x) noexcept nogil:
-    return x & ~(PAGE - 1)
-
-
-cdef inline size_t page_ceil(size_t x) noexcept nogil:
-    return (x + PAGE - 1) & ~(PAGE - 1)
+cdef bint TOUCH_TO_POPULATE = kernel_older_than("5.14")
 
 
 @cython.no_gc_clear  # __dealloc__ must still see the mapping to give its export back
@@ -151,23 +136,38 @@ cdef class Mapping:
     cdef int resolve_range(self, object offset, object length,
                            Py_ssize_t* start, Py_ssize_t* count) except -1:
         """Check ``offset``/``length`` (None = to the end) against the mapping."""
-        offset = operator.index(offset)  # Python ints: no overflow before the checks
-        length = None if length is None else operator.index(length)
+        offset = integer(offset, "offset")  # Python ints: no overflow before the checks
+        length = None if length is None else integer(length, "length")
         self.check_open()  # after the conversions: __index__ may run code that closes us
-        if offset < 0:
-            raise ValueError(f"offset must not be negative, got {offset}")
-        if offset > self.length:
-            raise ValueError(f"offset {offset} is outside the mapping of {self.length} bytes")
-        if length is None:
-            length = self.length - offset
-        else:
-            if length < 0:
-                raise ValueError(f"length must not be negative, got {length}")
-            if length > self.length - offset:
-                raise ValueError(f"range [{offset}, {offset + length}) is outside the mapping of "
-                                 f"{self.length} bytes")
-        start[0] = offset
-        count[0] = length
+        return check_range(offset, length, self.length, "the mapping", start, count)
+
+    cdef int map_fd(self, int fd, Py_ssize_t length, Py_ssize_t offset, bint populate) except -1:
+        """mmap ``length`` bytes of ``fd`` at file ``offset`` (any alignment; ``fd`` -1: anonymous
+        memory) with this mapping's protection and sharing."""
+        if length == 0:
+            self.data = EMPTY
+            self.length = 0
+            return 0
+        cdef size_t delta = <size_t>offset & (PAGE - 1)
+        cdef int flags = (_posix.MAP_SHARED if self._shared else _posix.MAP_PRIVATE)
+        if fd < 0:
+            flags |= _posix.MAP_ANONYMOUS
+        if populate:
+            flags |= _posix.MAP_POPULATE
+        cdef size_t map_length = delta + <size_t>length
+        cdef void* base
+        cdef int err = 0
+        with nogil:
+            base = _posix.mmap(NULL, map_length, self._prot, flags, fd, offset - <Py_ssize_t>delta)
+            if base == _posix.MAP_FAILED:
+                err = _posix.errno
+        if base == _posix.MAP_FAILED:
+            what = f"{length} bytes at offset {offset}" if fd >= 0 else f"{length} bytes of anonymous memory"
+            raise_oserror(err, f"could not map {what}", self._path)
+        self._base = base
+        self._map_length = map_length
+        self.data = <char*>base + delta
+        self.length = length
         return 0
 
     # ---- lifetime -----------------------------------------------------------------
@@ -552,8 +552,8 @@ cdef class Mapping:
                           "'r+' (writes reach the file) or 'c' (private copy)", self._path)
         if count == 0:
             return
-        cdef size_t first = page_floor(<size_t>(self.data + start))
-        cdef size_t end = page_ceil(<size_t>(self.data + start + count))
+        cdef Span span = covering(<size_t>(self.data + start), count)
+        cdef size_t first = span.first, end = span.end
         # Every page the call touches, not just the bytes asked for.
         cdef Py_ssize_t lo = max(0, <Py_ssize_t>(first - <size_t>self.data))
         cdef Py_ssize_t hi = min(self.length, <Py_ssize_t>(end - <size_t>self.data))
@@ -607,7 +607,7 @@ cdef class Mapping:
         self.resolve_range(offset, length, &start, &count)
         cdef int flags = (_posix.MS_SYNC if wait else _posix.MS_ASYNC) | (
             _posix.MS_INVALIDATE if invalidate else 0)
-        self._range_call(_MSYNC, start, count, flags, "could not sync the mapping to its file")
+        self._range_call(MSYNC, start, count, flags, "could not sync the mapping to its file")
 
     def lock(self, offset=0, length=None, *, on_fault=False):
         """Keep the pages of a range in RAM (``mlock(2)``; ``mlock2(MLOCK_ONFAULT)`` with ``on_fault``).
@@ -623,37 +623,24 @@ cdef class Mapping:
         """
         cdef Py_ssize_t start, count
         self.resolve_range(offset, length, &start, &count)
-        self._range_call(_MLOCK2 if on_fault else _MLOCK, start, count, _posix.MLOCK_ONFAULT,
+        self._range_call(MLOCK_ONFAULT if on_fault else MLOCK, start, count, 0,
                          "could not lock the mapping in memory")
 
     def unlock(self, offset=0, length=None):
         """Let the kernel page out a locked range again (``munlock(2)``)."""
         cdef Py_ssize_t start, count
         self.resolve_range(offset, length, &start, &count)
-        self._range_call(_MUNLOCK, start, count, 0, "could not unlock the mapping")
+        self._range_call(MUNLOCK, start, count, 0, "could not unlock the mapping")
 
-    cdef int _range_call(self, int call, Py_ssize_t start, Py_ssize_t count, int flags,
+    cdef int _range_call(self, int call, Py_ssize_t start, Py_ssize_t count, int arg,
                          str attempted) except -1:
-        """Run one page-range syscall with the GIL released; raise on failure."""
-        if count == 0:
-            return 0
-        cdef void* first = <void*>page_floor(<size_t>(self.data + start))
-        cdef size_t n = page_ceil(<size_t>(self.data + start + count)) - <size_t>first
-        cdef int rc = 0, err = 0
-        self.acquire()
+        """Run one range syscall over every page of ``[start, start+count)`` (see ``_pages``)."""
+        self.acquire()  # another thread's close() must not unmap (and reuse) the range meanwhile
         try:
-            with nogil:
-                rc = range_syscall(call, first, n, flags)
-                if rc != 0:
-                    err = _posix.errno
+            range_call(call, covering(<size_t>(self.data + start), count), arg, attempted, self._path)
         finally:
             self.release()
-        if rc == 0:
-            return 0
-        if call in (_MLOCK, _MLOCK2):
-            from ._limits import lock_failure_hint
-            attempted += lock_failure_hint(err, n)
-        raise_oserror(err, attempted, self._path)
+        return 0
 
     # ---- resizing and regions ---------------------------------------------------------------
 
@@ -715,13 +702,13 @@ cdef class Mapping:
         if self._fd < 0:
             raise ValueError("this mapping has no file descriptor to grow it with")
         end = self._file_offset + new_size
-        size = _file_size(self, new_size)
+        size = file_size(self._fd, self._path, False, "map", True)
         if size is None or end <= size:
             return None
         if self._mode not in ("r+", "w+"):
             raise ValueError(f"cannot grow a mode {self._mode!r} mapping to [{self._file_offset}, "
                              f"{end}): the file has {size} bytes and this mode never grows it")
-        _truncate(self, end)
+        truncate(self._fd, end, self._path)
         return size
 
     cdef int _mremap(self, Py_ssize_t new_size) except -1:
@@ -747,7 +734,7 @@ cdef class Mapping:
         self.length = 0
         if new_size == 0:
             return 0
-        _map(self, -1 if self._anonymous else fd, new_size, self._file_offset, False)
+        self.map_fd(-1 if self._anonymous else fd, new_size, self._file_offset, False)
         return 0
 
     def regions(self):
@@ -769,9 +756,8 @@ cdef class Mapping:
         self.check_open()
         if self.length == 0:
             return []
-        cdef size_t lo = page_floor(<size_t>self.data)
-        cdef size_t hi = page_ceil(<size_t>(self.data + self.length))
-        return procmaps.maps("self", start=lo, end=hi)
+        cdef Span span = covering(<size_t>self.data, self.length)
+        return procmaps.maps("self", start=span.first, end=span.end)
 
     def readinto(self, buffer, offset=0, *, threads=1):
         """Copy mapped bytes from ``offset`` into a writable buffer; return how many.
@@ -795,19 +781,14 @@ cdef class Mapping:
         """
         cdef Py_buffer dst
         cdef const char* fault = NULL
-        cdef int rc, nthreads
-        cdef Py_ssize_t n, start
-        offset = operator.index(offset)
-        nthreads = threads
-        if not 1 <= nthreads <= 64:
-            raise ValueError(f"threads must be between 1 and 64, got {threads}")
+        cdef int rc
+        cdef int nthreads = check_threads(threads)
+        cdef Py_ssize_t n, start, available
+        offset = integer(offset, "offset")
         PyObject_GetBuffer(buffer, &dst, PyBUF_WRITABLE)
         try:
-            self.check_open()
-            if offset < 0 or offset > self.length:
-                raise ValueError(f"offset {offset} is outside the mapping of {self.length} bytes")
-            start = offset
-            n = min(dst.len, self.length - start)
+            self.resolve_range(offset, None, &start, &available)
+            n = min(dst.len, available)
             self._require(start, 1, n, _posix.PROT_READ)
             if n == 0:
                 return 0
@@ -856,39 +837,15 @@ cdef class Mapping:
         advice = Advice.parse(advice)
         cdef Py_ssize_t start, count
         self.resolve_range(offset, length, &start, &count)
-        if not discard and self._discards(advice):
+        if not discard and advice.throws_away(private=self._anonymous or not self._shared):
             what = ("punches a hole in the file" if advice == Advice.REMOVE and not self._anonymous
                     else f"throws away the data of this {'private' if not self._shared else 'anonymous'} memory")
             raise ValueError(f"advice {advice.name} {what}; pass discard=True if that is what you want")
-        self._madvise(advice, start, count)
+        self.madvise(advice, start, count)
 
-    cdef bint _discards(self, object advice):
-        if advice == Advice.REMOVE:
-            return True
-        return advice in _DISCARDING and (self._anonymous or not self._shared)
-
-    cdef int _madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1:
-        if count == 0:
-            return 0
-        cdef size_t first = page_floor(<size_t>(self.data + start))
-        cdef size_t end = page_ceil(<size_t>(self.data + start + count))
-        cdef int rc, err = 0, value = advice
-        self.acquire()  # another thread's close() must not unmap (and reuse) the range meanwhile
-        try:
-            with nogil:
-                rc = _posix.madvise(<void*>first, end - first, value)
-                if rc != 0:
-                    err = _posix.errno
-        finally:
-            self.release()
-        if rc != 0:
-            hint = ""
-            if err == _posix.EINVAL and _kernel_older_than(advice.since):
-                hint = f" (MADV_{advice.name} needs Linux {advice.since} or newer)"
-            elif err == _posix.EINVAL:
-                hint = f" (the kernel does not allow MADV_{advice.name} on this mapping)"
-            raise_oserror(err, f"could not apply advice {advice.name}{hint}", self._path)
-        return 0
+    cdef int madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1:
+        """Apply ``advice`` (already checked) to every page of ``[start, start+count)``."""
+        return self._range_call(MADVISE, start, count, advice, f"could not apply advice {advice.name}")
 
     def prefetch(self, offset=0, length=None, *, chunk=8 << 20):
         """Start reading a range into the page cache and return at once (chunked ``MADV_WILLNEED``).
@@ -907,29 +864,22 @@ cdef class Mapping:
         ...     m.prefetch()
         """
         cdef Py_ssize_t start, count
+        chunk = integer(chunk, "chunk")
         self.resolve_range(offset, length, &start, &count)
+        if not PAGE <= chunk <= PREFETCH_CHUNK_MAX:
+            raise ValueError(f"chunk must be between one page ({PAGE} bytes) and 1 TiB, got {chunk}")
         cdef size_t step = chunk
-        if step < PAGE:
-            raise ValueError(f"chunk must be at least one page ({PAGE} bytes)")
-        if count == 0:
-            return
-        cdef size_t first = page_floor(<size_t>(self.data + start))
-        cdef size_t end = page_ceil(<size_t>(self.data + start + count))
-        cdef size_t at
-        cdef int rc = 0, err = 0
+        cdef Span whole = covering(<size_t>(self.data + start), count), part
         self.acquire()
         try:
-            with nogil:
-                at = first
-                while at < end and rc == 0:
-                    rc = _posix.madvise(<void*>at, min(step, end - at), _posix.MADV_WILLNEED)
-                    at += step
-                if rc != 0:
-                    err = _posix.errno
+            part.first = whole.first
+            while part.first < whole.end:
+                part.end = min(part.first + step, whole.end)
+                range_call(MADVISE, part, _posix.MADV_WILLNEED,
+                           "could not prefetch the mapping (MADV_WILLNEED)", self._path)
+                part.first = part.end
         finally:
             self.release()
-        if rc != 0:
-            raise_oserror(err, "could not prefetch the mapping (MADV_WILLNEED)", self._path)
 
     def residency(self, offset=0, length=None):
         """Which pages of a byte range are in RAM (``mincore(2)``).
@@ -948,12 +898,13 @@ cdef class Mapping:
         """
         cdef Py_ssize_t start, count
         self.resolve_range(offset, length, &start, &count)
+        cdef Span span = covering(<size_t>(self.data + start), count)
         self.acquire()
         try:
-            pages = mincore_pages(self.data + start, count, self._path)
+            pages = mincore_pages(span, self._path)
         finally:
             self.release()
-        origin = start - <Py_ssize_t>((<size_t>(self.data + start)) & (PAGE - 1))
+        origin = start - <Py_ssize_t>(<size_t>(self.data + start) - span.first)
         return Residency(pages, PAGE, start, count, origin)
 
     def populate(self, offset=0, length=None, *, write=False, threads=1):
@@ -990,20 +941,20 @@ cdef class Mapping:
         1.0
         """
         cdef Py_ssize_t start, count
-        threads = operator.index(threads)
+        cdef int nthreads = check_threads(threads)
         self.resolve_range(offset, length, &start, &count)
-        if not 1 <= threads <= 64:
-            raise ValueError(f"threads must be between 1 and 64, got {threads}")
         if write and not (self._prot & _posix.PROT_WRITE) and self._page_prot is None:
             raise TypeError("populate(write=True) needs a writable mapping")
         self._require(start, 1, count, _posix.PROT_WRITE if write else _posix.PROT_READ)
-        self._populate(start, count, write, threads)
+        self.populate_range(start, count, write, nthreads)
 
-    cdef int _populate(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1:
+    cdef int populate_range(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1:
+        """Fault in every page of ``[start, start+count)`` (arguments already checked)."""
         if count == 0:
             return 0
-        cdef char* first = <char*>page_floor(<size_t>(self.data + start))
-        cdef size_t n = page_ceil(<size_t>(self.data + start + count)) - <size_t>first
+        cdef Span span = covering(<size_t>(self.data + start), count)
+        cdef char* first = <char*>span.first
+        cdef size_t n = span.end - span.first
         cdef const char* fault = NULL
         cdef int err
         _guard.install()
@@ -1018,20 +969,6 @@ cdef class Mapping:
         if err:
             raise_oserror(err, "could not prefault the mapping", self._path)
         return 0
-
-
-cdef enum:
-    _MSYNC, _MLOCK, _MLOCK2, _MUNLOCK
-
-
-cdef int range_syscall(int call, void* start, size_t n, int flags) noexcept nogil:
-    if call == _MSYNC:
-        return _posix.msync(start, n, flags)
-    if call == _MLOCK:
-        return _posix.mlock(start, n)
-    if call == _MLOCK2:
-        return _posix.mlock2(start, n, flags)
-    return _posix.munlock(start, n)
 
 
 cdef bint _overlaps(const char* a, Py_ssize_t a_len, const char* b, Py_ssize_t b_len) noexcept:
@@ -1080,311 +1017,3 @@ cdef tuple _plain_shape(object shape):
         if d > PY_SSIZE_T_MAX:
             raise ValueError(f"shape {dims} has a dimension too large to address")
     return dims
-
-
-# ---- constructors -------------------------------------------------------------------------
-
-def open(target, mode="r", *, offset=0, length=None, size=None,
-         populate=False, huge=False, advice=None):
-    """Map a file into memory.
-
-    Parameters
-    ----------
-    target : str, os.PathLike, file object or int
-        A path, an open file object, or a file descriptor.  For file objects
-        and descriptors mmio keeps its own duplicate, so the caller may close
-        theirs.
-    mode : {"r", "r+", "c", "w+"}
-        ``"r"`` read-only; ``"r+"`` read-write, writes reach the file (which is
-        never grown); ``"c"`` copy-on-write, writes stay private; ``"w+"``
-        create or truncate the file to ``size`` bytes, then read-write.
-    offset : int
-        Byte offset in the file where the mapping starts (need not be aligned).
-    length : int, optional
-        Bytes to map; default to the end of the file.  Zero gives an empty mapping.
-    size : int, optional
-        The file size for mode ``"w+"`` (required there, refused elsewhere).
-    populate : bool
-        Fault every page in now (``MAP_POPULATE``).
-    huge : bool
-        Ask for transparent huge pages (``MADV_HUGEPAGE``).
-    advice : Advice or str, optional
-        ``madvise`` advice applied to the whole mapping right away.
-
-    Returns
-    -------
-    Mapping
-
-    Raises
-    ------
-    FileNotFoundError, PermissionError, IsADirectoryError, OSError
-        The file cannot be opened or mapped; ``filename`` names it.
-    ValueError
-        A bad mode, range or size.
-
-    Examples
-    --------
-    >>> import mmio, numpy as np
-    >>> np.arange(4, dtype="f8").tofile("/tmp/mmio-doc.f8")
-    >>> with mmio.open("/tmp/mmio-doc.f8") as m:
-    ...     m.array("f8").sum()
-    np.float64(6.0)
-    """
-    mode = _MODE_ALIASES.get(mode.lower(), mode.lower()) if isinstance(mode, str) else mode
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of 'r', 'r+', 'c', 'w+', not {mode!r}")
-    offset = operator.index(offset)
-    if offset < 0:
-        raise ValueError(f"offset must not be negative, got {offset}")
-    length = None if length is None else operator.index(length)
-    size = None if size is None else operator.index(size)
-    if length is not None and length < 0:
-        raise ValueError(f"length must not be negative, got {length}")
-    if mode == "w+":
-        if size is None:
-            raise ValueError("mode 'w+' creates the file and needs its size: pass size=")
-        if size < 0:
-            raise ValueError(f"size must not be negative, got {size}")
-    elif size is not None:
-        raise ValueError(f"size= is only for mode 'w+' (mode {mode!r} never resizes the file); "
-                         "use length= to map part of a file")
-    for name, value in (("offset", offset), ("length", length), ("size", size)):
-        if value is not None and value > PY_SSIZE_T_MAX:
-            raise ValueError(f"{name} {value} is larger than any file can be")
-    advice = _open_advice(advice, mode)
-
-    cdef Mapping m = Mapping.__new__(Mapping)
-    m._mode = mode
-    m._shared = mode != "c"
-    m._prot = _posix.PROT_READ if mode == "r" else _posix.PROT_READ | _posix.PROT_WRITE
-    if mode == "w+":  # check the range before the file is created or truncated
-        length = _range_in_file(offset, length, size, mode)
-    _take_target(m, target, mode)
-    if mode == "w+":
-        _file_size(m, length)  # refuses directories and pipes
-        _truncate(m, size)
-    else:
-        file_size = _file_size(m, length)
-        if file_size is not None:
-            length = _range_in_file(offset, length, file_size, mode)
-    m._file_offset = offset
-    # MAP_POPULATE on a private writable mapping would copy every page: prefault reading instead.
-    _map(m, m._fd, length, offset, populate and m._shared and not huge)
-    _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
-    return m
-
-
-def _map_open_file(int fd, path, str mode, Py_ssize_t offset, Py_ssize_t length,
-                   populate=False, huge=False, advice=None):
-    """Map ``[offset, offset+length)`` of a file the caller opened and already checked.
-
-    For mmio's loaders, which read the header through ``fd`` and must not pay
-    for opening the file twice.  The caller keeps (and closes) ``fd``; the
-    mapping keeps a duplicate.  ``mode`` is one of ``"r"``, ``"r+"``, ``"c"``;
-    the range must lie inside the file.
-    """
-    advice = _open_advice(advice, mode)
-    cdef Mapping m = Mapping.__new__(Mapping)
-    m._mode = mode
-    m._shared = mode != "c"
-    m._prot = _posix.PROT_READ if mode == "r" else _posix.PROT_READ | _posix.PROT_WRITE
-    m._path = path
-    m._file_offset = offset
-    m._fd = _dup_checked(fd, mode, path)
-    _map(m, fd, length, offset, populate and m._shared and not huge)
-    _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
-    return m
-
-
-def anonymous(length, *, shared=True, populate=False, huge=False):
-    """Map anonymous, zero-filled memory.
-
-    Parameters
-    ----------
-    length : int
-        Bytes to map; zero gives an empty mapping.
-    shared : bool
-        ``True`` (``MAP_SHARED``): children created by ``fork`` see the same
-        memory, so it can carry data between processes.  ``False``: private.
-    populate : bool
-        Allocate every page now.
-    huge : bool
-        Ask for transparent huge pages (``MADV_HUGEPAGE``).
-
-    Returns
-    -------
-    Mapping
-        Mode ``"r+"`` when shared, ``"c"`` when private.
-
-    Examples
-    --------
-    >>> import mmio
-    >>> with mmio.anonymous(4096) as m:
-    ...     m[:5] = b"hello"
-    ...     m[:5]
-    b'hello'
-    """
-    length = operator.index(length)
-    if length < 0:
-        raise ValueError(f"length must not be negative, got {length}")
-    if length > PY_SSIZE_T_MAX:
-        raise ValueError(f"length {length} is larger than the address space")
-    cdef Py_ssize_t n = length
-    cdef Mapping m = Mapping.__new__(Mapping)
-    m._anonymous = True
-    m._shared = bool(shared)
-    m._mode = "r+" if shared else "c"
-    m._prot = _posix.PROT_READ | _posix.PROT_WRITE
-    _map(m, -1, n, 0, populate and not huge)
-    _apply_open_options(m, populate and huge, huge, None, True)
-    return m
-
-
-cdef object _open_advice(object advice, str mode):
-    """The advice to apply at open, refusing advice that would throw data away."""
-    if advice is None:
-        return None
-    advice = Advice.parse(advice)
-    if advice == Advice.REMOVE or (mode == "c" and advice in _DISCARDING):
-        raise ValueError(f"advice {advice.name} at open would throw data away; "
-                         "call advise(..., discard=True) on the mapping if that is what you want")
-    return advice
-
-
-cdef object _range_in_file(object offset, object length, object file_size, str mode):
-    """The length of ``[offset, offset+length)`` (None = to the end) after checking it fits the file."""
-    if offset > file_size:
-        raise ValueError(f"offset {offset} is past the end of the file ({file_size} bytes)")
-    if length is None:
-        return file_size - offset
-    if offset + length > file_size:
-        hint = "" if mode == "w+" else f"; mode {mode!r} never grows the file"
-        raise ValueError(f"range [{offset}, {offset + length}) is outside the file "
-                         f"of {file_size} bytes{hint}")
-    return length
-
-
-cdef int _take_target(Mapping m, object target, str mode) except -1:
-    """Open or duplicate the file behind ``target`` into ``m._fd``, which the mapping keeps
-    (like the stdlib's mmap): resize() must reach this file, not whatever the path names later."""
-    if isinstance(target, (str, bytes, os.PathLike)):
-        m._path = os.fspath(target)
-        m._fd = _open_path(m._path, mode)
-        return 0
-    if isinstance(target, bool) or not (isinstance(target, int) or hasattr(target, "fileno")):
-        raise TypeError(f"target must be a path, a file object or a file descriptor, "
-                        f"not {type(target).__name__}")
-    if not isinstance(target, int):
-        name = getattr(target, "name", None)
-        if isinstance(name, (str, bytes)):
-            m._path = name
-        if hasattr(target, "flush") and not getattr(target, "closed", False):
-            target.flush()  # data still in Python's buffer would be missing from the mapping
-        target = target.fileno()
-    m._fd = _dup_checked(target, mode, m._path)
-    return 0
-
-
-cdef int _open_path(object path, str mode) except -1:
-    cdef bytes encoded = os.fsencode(path)
-    if b"\0" in encoded:
-        raise ValueError(f"embedded null byte in path {path!r}")
-    # O_NONBLOCK: a FIFO must be refused (by fstat), not waited on; regular files ignore it.
-    cdef int flags = _posix.O_CLOEXEC | _posix.O_NONBLOCK
-    if mode == "w+":
-        flags |= _posix.O_RDWR | _posix.O_CREAT | _posix.O_TRUNC
-    elif mode == "r+":
-        flags |= _posix.O_RDWR
-    else:
-        flags |= _posix.O_RDONLY
-    cdef int fd = _posix.open(encoded, flags, 0o666)
-    if fd < 0:
-        what = "read-write" if mode in ("r+", "w+") else "reading"
-        raise_errno(f"could not open the file for {what}", path)
-    return fd
-
-
-cdef int _dup_checked(int fd, str mode, object path) except -1:
-    cdef int access = _posix.fcntl(fd, _posix.F_GETFL)
-    if access < 0:
-        raise_errno(f"could not use file descriptor {fd}", path)
-    access &= _posix.O_ACCMODE
-    if access == _posix.O_WRONLY:
-        raise_oserror(_posix.EACCES, f"cannot map file descriptor {fd}: it is open write-only "
-                      "and a mapping must be readable", path)
-    if mode in ("r+", "w+") and access != _posix.O_RDWR:
-        raise_oserror(_posix.EACCES, f"cannot map file descriptor {fd} in mode {mode!r}: "
-                      "it is open read-only", path)
-    cdef int own = _posix.fcntl(fd, _posix.F_DUPFD_CLOEXEC, 0)
-    if own < 0:
-        raise_errno(f"could not duplicate file descriptor {fd}", path)
-    return own
-
-
-cdef object _file_size(Mapping m, object length):
-    """The file's size, or None for a character device (whose length the caller gives)."""
-    cdef _posix.stat st
-    if _posix.fstat(m._fd, &st) != 0:
-        raise_errno("could not stat the file", m._path)
-    if _posix.S_ISREG(st.st_mode):
-        return st.st_size
-    if _posix.S_ISDIR(st.st_mode):
-        raise_oserror(_posix.EISDIR, "cannot map a directory", m._path)
-    if _posix.S_ISBLK(st.st_mode):
-        end = _posix.lseek(m._fd, 0, _posix.SEEK_END)
-        if end < 0:
-            raise_errno("could not find the size of the block device", m._path)
-        return end
-    if _posix.S_ISCHR(st.st_mode):
-        if length is None:
-            raise ValueError("a character device has no size: pass length=")
-        return None
-    raise_oserror(_posix.ENODEV, "cannot map this kind of file (pipe or socket)", m._path)
-
-
-cdef int _truncate(Mapping m, Py_ssize_t size) except -1:
-    if _posix.ftruncate(m._fd, size) != 0:
-        raise_errno(f"could not set the file size to {size} bytes", m._path)
-    return 0
-
-
-cdef int _map(Mapping m, int fd, Py_ssize_t length, Py_ssize_t offset, bint populate) except -1:
-    """mmap ``length`` bytes at file ``offset`` (any alignment) into ``m``."""
-    if length == 0:
-        m.data = EMPTY
-        m.length = 0
-        return 0
-    cdef size_t delta = <size_t>offset & (PAGE - 1)
-    cdef int flags = (_posix.MAP_SHARED if m._shared else _posix.MAP_PRIVATE)
-    if fd < 0:
-        flags |= _posix.MAP_ANONYMOUS
-    if populate:
-        flags |= _posix.MAP_POPULATE
-    cdef size_t map_length = delta + <size_t>length
-    cdef void* base
-    cdef int err = 0
-    with nogil:
-        base = _posix.mmap(NULL, map_length, m._prot, flags, fd, offset - <Py_ssize_t>delta)
-        if base == _posix.MAP_FAILED:
-            err = _posix.errno
-    if base == _posix.MAP_FAILED:
-        what = f"{length} bytes at offset {offset}" if fd >= 0 else f"{length} bytes of anonymous memory"
-        raise_oserror(err, f"could not map {what}", m._path)
-    m._base = base
-    m._map_length = map_length
-    m.data = <char*>base + delta
-    m.length = length
-    return 0
-
-
-cdef int _apply_open_options(Mapping m, bint populate, bint huge, object advice,
-                             bint anonymous) except -1:
-    if m.length == 0:
-        return 0
-    if huge:
-        m._madvise(Advice.HUGEPAGE, 0, m.length)
-    if populate:  # after HUGEPAGE, so the first faults can take huge pages
-        m._populate(0, m.length, anonymous, 1)
-    if advice is not None:
-        m._madvise(advice, 0, m.length)
-    return 0

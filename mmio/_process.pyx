@@ -1,7 +1,7 @@
 """Process-wide memory locking: ``mlockall(2)`` / ``munlockall(2)``."""
 
-from . cimport _posix
-from ._errors cimport raise_oserror
+cimport mmio._posix as _posix
+from mmio._errors cimport raise_oserror
 
 
 def lock_all(current=True, future=False, on_fault=False):

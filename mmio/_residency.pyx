@@ -1,7 +1,6 @@
-"""Page-cache residency: ``mincore(2)``, ``cachestat(2)`` and ``posix_fadvise(2)``, and the Residency type.
+"""Page-cache residency of files: ``mincore(2)``, ``cachestat(2)`` and ``posix_fadvise(2)``.
 
-Memory residency (of a mapping or buffer) comes from ``mincore``.  For files,
-``residency`` maps the file without touching a page and asks ``mincore``;
+``file_residency`` maps the file without touching a page and asks ``mincore``;
 ``cache_stat`` asks ``cachestat`` (Linux >= 6.5), which counts without mapping;
 ``touch`` and ``evict`` move a file into and out of the page cache.
 
@@ -11,162 +10,18 @@ answers EPERM): every function here raises ``PermissionError`` for such files
 rather than report a wrong number.
 """
 
-import collections
 import errno
 import os
 
-import numpy as np
+cimport mmio._posix as _posix
+from mmio._errors cimport raise_errno, raise_oserror
+from mmio._files cimport open_path, file_size
+from mmio._pages cimport Span, covering, mincore_pages, integer, check_range, page_size
+from .residency import CacheStat, Residency
 
-cimport numpy as cnp
-from . cimport _posix
-from ._errors cimport raise_errno, raise_oserror
+cdef size_t PAGE = page_size()
+cdef long long CHUNK_MAX = 1 << 40
 
-cnp.import_array()
-
-cdef size_t PAGE = <size_t>_posix.sysconf(_posix._SC_PAGESIZE)
-
-
-cdef object mincore_pages(char* start, size_t length, object filename):
-    """One bool per page of ``[start, start+length)``; ``start`` need not be aligned."""
-    cdef size_t first = <size_t>start & ~(PAGE - 1)
-    cdef size_t end = (<size_t>start + length + PAGE - 1) & ~(PAGE - 1)
-    cdef size_t npages = (end - first) // PAGE if length else 0
-    cdef cnp.ndarray vec = np.empty(npages, dtype=np.uint8)
-    cdef unsigned char* v = <unsigned char*>cnp.PyArray_DATA(vec)
-    cdef int rc = 0, err = 0
-    cdef size_t i
-    if npages:
-        with nogil:
-            rc = _posix.mincore(<void*>first, end - first, v)
-            err = _posix.errno
-            for i in range(npages):
-                v[i] &= 1
-        if rc != 0:
-            raise_oserror(err, "could not read page residency (mincore)", filename)
-    return vec.view(np.bool_)
-
-
-class Residency:
-    """Which pages of a byte range are in RAM.
-
-    Attributes
-    ----------
-    pages : numpy.ndarray
-        One ``bool`` per page the range touches, ``True`` where resident.
-    page_size : int
-        Bytes per page.
-    offset, length : int
-        The byte range asked about, in the target's coordinates.
-
-    Examples
-    --------
-    >>> import mmio
-    >>> with mmio.anonymous(4 * mmio.PAGE_SIZE) as m:
-    ...     m[0] = 1                      # fault in the first page
-    ...     r = m.residency()
-    >>> r.resident, r.total, r.to_string()
-    (1, 4, '*...')
-    """
-
-    def __init__(self, pages, page_size, offset, length, page_origin=None):
-        self.pages = pages
-        self.page_size = int(page_size)
-        self.offset = int(offset)
-        self.length = int(length)
-        # Byte offset of the start of pages[0]; below ``offset`` when the range is unaligned.
-        self._origin = self.offset - self.offset % self.page_size if page_origin is None else int(page_origin)
-
-    @property
-    def total(self):
-        """Number of pages the range touches."""
-        return int(self.pages.size)
-
-    @property
-    def resident(self):
-        """Number of resident pages."""
-        return int(np.count_nonzero(self.pages))
-
-    @property
-    def fraction(self):
-        """Resident pages over total pages (``0.0`` for an empty range)."""
-        return self.resident / self.total if self.total else 0.0
-
-    @property
-    def resident_bytes(self):
-        """Bytes of the range (not whole pages) that lie on resident pages."""
-        return sum(end - begin for begin, end in self.runs())
-
-    def runs(self):
-        """The resident parts of the range as ``(begin, end)`` byte offsets, end exclusive.
-
-        Examples
-        --------
-        >>> r = mmio.Residency(np.array([True, True, False, True]), 4096, 0, 16384)
-        >>> r.runs()
-        [(0, 8192), (12288, 16384)]
-        """
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], self.pages.view(np.int8), [0]))))
-        lo, hi = self.offset, self.offset + self.length
-        runs = []
-        for first, last in zip(edges[0::2].tolist(), edges[1::2].tolist()):
-            begin = max(lo, self._origin + first * self.page_size)
-            end = min(hi, self._origin + last * self.page_size)
-            if end > begin:
-                runs.append((begin, end))
-        return runs
-
-    def to_string(self, width=64, max_lines=None):
-        """A text map of the pages: ``*`` resident, ``.`` not, ``width`` pages per line.
-
-        With ``max_lines``, pages are grouped so the map fits in ``width`` x
-        ``max_lines`` characters; a group that is partly resident prints ``+``.
-        """
-        if width < 1 or (max_lines is not None and max_lines < 1):
-            raise ValueError("width and max_lines must be at least 1")
-        cells = self._cells(width * max_lines if max_lines else self.total)
-        return "\n".join(cells[i:i + width] for i in range(0, len(cells), width))
-
-    def _cells(self, limit):
-        n = self.total
-        if n <= limit:
-            return "".join(np.where(self.pages, "*", ".").tolist())
-        bounds = np.linspace(0, n, limit + 1).astype(np.int64)
-        counts = np.add.reduceat(self.pages.astype(np.int64), bounds[:-1])
-        sizes = np.diff(bounds)
-        return "".join("*" if c == s else "." if c == 0 else "+" for c, s in zip(counts.tolist(), sizes.tolist()))
-
-    def _repr_html_(self):
-        """The notebook picture: an inline SVG strip of the pages with a caption."""
-        from .display import residency_html
-        return residency_html(self)
-
-    def plot(self, ax=None):
-        """Draw the pages with matplotlib (optional dependency); return the Axes."""
-        from .display import plot
-        return plot(self, ax)
-
-    def __repr__(self):
-        return (f"<mmio.Residency {self.resident}/{self.total} pages resident "
-                f"({self.fraction:.1%}) of {self.length} bytes at offset {self.offset}>")
-
-
-# ---- files ------------------------------------------------------------------------------------
-
-CacheStat = collections.namedtuple("CacheStat", "cached dirty writeback evicted recently_evicted")
-CacheStat.__doc__ = """Page-cache figures of a file range, in pages (``cachestat(2)``).
-
-``cached`` pages are in the page cache, ``dirty`` and ``writeback`` of them not yet
-on disk; ``evicted`` pages were in the cache and were dropped, ``recently_evicted``
-recently enough to count as thrashing.  On overlayfs, where ``cachestat`` reports
-zeros, ``cached`` comes from ``mincore`` and the other fields are ``None``.
-
-Examples
---------
->>> import mmio
->>> stat = mmio.CacheStat(cached=2, dirty=0, writeback=0, evicted=5, recently_evicted=1)
->>> stat.cached * mmio.PAGE_SIZE
-8192
-"""
 
 _HIDDEN = ("the kernel hides the page cache of files you neither own nor may write (Linux >= 5.2, "
            "a side-channel defence: mincore would report made-up residency and cachestat refuses); "
@@ -178,37 +33,13 @@ def _hidden(path):
     return PermissionError(errno.EPERM, f"cannot see which pages are cached: {_HIDDEN}", os.fspath(path))
 
 
-cdef int _not_a_file(object path, unsigned int mode) except -1:
-    if _posix.S_ISDIR(mode):
-        raise_oserror(_posix.EISDIR, "this is a directory", path)
-    raise_oserror(_posix.ENODEV, "not a regular file", path)
-
-
-cdef int _open_file(object path) except -1:
-    """Open a regular file read-only.  The type is checked before opening (opening some devices
-    has side effects) and again after (the name may have changed hands in between); the open
-    is non-blocking, so a FIFO is refused rather than waited on."""
-    cdef bytes encoded = os.fsencode(path)
-    if b"\0" in encoded:
-        raise ValueError(f"embedded null byte in path {path!r}")
-    mode = os.stat(path).st_mode
-    if not _posix.S_ISREG(mode):
-        _not_a_file(path, mode)
-    cdef int fd = _posix.open(encoded, _posix.O_RDONLY | _posix.O_CLOEXEC | _posix.O_NONBLOCK)
-    if fd < 0:
-        raise_errno("could not open the file", path)
-    cdef _posix.stat st
-    if _posix.fstat(fd, &st) != 0 or not _posix.S_ISREG(st.st_mode):
-        _posix.close(fd)
-        _not_a_file(path, st.st_mode)
-    return fd
+cdef int _open_file(object path, str verb) except -1:
+    """Open a regular file read-only (see ``_files``)."""
+    return open_path(path, "r", True, verb)
 
 
 cdef long long _file_size(int fd, object path) except -1:
-    cdef _posix.stat st
-    if _posix.fstat(fd, &st) != 0:
-        raise_errno("could not stat the file", path)
-    return st.st_size
+    return file_size(fd, path, True, "read the residency of", False)
 
 
 cdef int _cachestat(int fd, unsigned long long off, unsigned long long length,
@@ -242,37 +73,32 @@ cdef bint _cachestat_usable(int fd, object path) except -1:
 
 
 cdef tuple _file_range(object offset, object length, long long size):
-    import operator
-    offset = operator.index(offset)
-    length = size - offset if length is None else operator.index(length)
-    if offset < 0 or length < 0:
-        raise ValueError(f"offset and length must not be negative, got {offset} and {length}")
-    if offset + length > size:
-        raise ValueError(f"range [{offset}, {offset + length}) is outside the file of {size} bytes")
-    return offset, length
+    cdef Py_ssize_t start, count
+    check_range(offset, length, size, "the file", &start, &count)
+    return start, count
 
 
 cdef object _mincore_file(int fd, object path, long long offset, long long length):
     """Residency of ``[offset, offset+length)`` of the open file: map it untouched, ask mincore."""
     cdef long long first = offset - offset % PAGE
-    cdef size_t span = <size_t>(offset + length - first)
+    cdef size_t extent = <size_t>(offset + length - first)
     cdef void* base
     if length == 0:
-        return Residency(np.zeros(0, np.bool_), PAGE, offset, 0, first)
+        return Residency(mincore_pages(covering(0, 0), path), PAGE, offset, 0, first)
     with nogil:
-        base = _posix.mmap(NULL, span, _posix.PROT_READ, _posix.MAP_SHARED, fd, first)
+        base = _posix.mmap(NULL, extent, _posix.PROT_READ, _posix.MAP_SHARED, fd, first)
     if base == _posix.MAP_FAILED:
         raise_errno("could not map the file to read its residency", path)
     try:
-        pages = mincore_pages(<char*>base, span, path)
+        pages = mincore_pages(covering(<size_t>base, extent), path)
     finally:
-        _posix.munmap(base, span)
+        _posix.munmap(base, extent)
     return Residency(pages, PAGE, offset, length, first)
 
 
 def file_residency(path, offset=0, length=None):
     """Which pages of a file are in the page cache (see :func:`mmio.residency`)."""
-    cdef int fd = _open_file(path)
+    cdef int fd = _open_file(path, "read the residency of")
     try:
         _cachestat_usable(fd, path)
         start, count = _file_range(offset, length, _file_size(fd, path))
@@ -310,7 +136,7 @@ def cache_stat(path, offset=0, length=None):
     >>> mmio.cache_stat("/tmp/mmio-doc.bin").cached
     2
     """
-    cdef int fd = _open_file(path)
+    cdef int fd = _open_file(path, "read the page-cache figures of")
     cdef _posix.mmio_cachestat cs
     cdef int err
     cdef long long start, count
@@ -378,12 +204,11 @@ def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, prog
     """
     if method not in ("willneed", "populate"):
         raise ValueError(f"method must be 'willneed' or 'populate', not {method!r}")
-    import operator
-    chunk = operator.index(chunk)
-    if not PAGE <= chunk <= 1 << 40:
+    chunk = integer(chunk, "chunk")
+    if not PAGE <= chunk <= CHUNK_MAX:
         raise ValueError(f"chunk must be between one page ({PAGE} bytes) and 1 TiB, got {chunk}")
     cdef long long step = chunk
-    cdef int fd = _open_file(path)
+    cdef int fd = _open_file(path, "touch")
     cdef long long start, count, pos, n
     cdef int err = 0
     try:
@@ -457,7 +282,7 @@ def evict(path, *, sync=False):
     >>> mmio.evict("/tmp/mmio-doc.bin", sync=True)
     0
     """
-    cdef int fd = _open_file(path)
+    cdef int fd = _open_file(path, "evict")
     cdef int err = 0
     try:
         if sync:

@@ -9,14 +9,13 @@ hands out the array — zero-copy, or copied into private memory with
 from __future__ import annotations
 
 import collections.abc
-import errno
 import operator
 import os
-import stat
 
 import numpy as np
 
-from . import _mapping
+from . import _open
+from ._files import open_regular
 from ._flags import Advice
 from .formats import bad, detect, npy, npz, safetensors
 
@@ -92,10 +91,8 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
     # With threads, prefault after mapping, in parallel (MADV_POPULATE_READ per thread).
     parallel_populate = populate and threads > 1 and not copy
     policy = dict(populate=populate and not parallel_populate, advice=advice, huge=huge)
-    # O_NONBLOCK: a FIFO is refused below rather than waited on; regular files ignore it.
-    fd = os.open(path, (os.O_RDWR if mode == "r+" else os.O_RDONLY) | os.O_CLOEXEC | os.O_NONBLOCK)
+    fd, size = open_regular(path, mode, "load")
     try:
-        size = _regular_size(fd, path)
         head = os.pread(fd, _HEAD, 0)
         kind = detect(head, os.fspath(path))
         if kind == "npy":
@@ -103,7 +100,7 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
             if copy:
                 return _copied(fd, path, header.dtype, header.shape, header.fortran_order,
                                header.data_offset, out, threads)
-            mapping = _mapping._map_open_file(fd, os.fspath(path), mode, header.data_offset,
+            mapping = _open._map_open_file(fd, os.fspath(path), mode, header.data_offset,
                                               header.nbytes, **policy)
             if parallel_populate:
                 mapping.populate(threads=threads)
@@ -122,15 +119,6 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
         os.close(fd)
 
 
-def _regular_size(fd: int, path) -> int:
-    st = os.fstat(fd)
-    if stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(errno.EISDIR, "cannot load a directory", os.fspath(path))
-    if not stat.S_ISREG(st.st_mode):
-        raise OSError(errno.ENODEV, "cannot load from a pipe, socket or device", os.fspath(path))
-    return st.st_size
-
-
 def _npy_header(fd: int, head: bytes, path, size: int) -> npy.NpyHeader:
     if len(head) == _HEAD:  # the header may be longer than what was read
         _, end, _ = npy.header_span(head, path)
@@ -143,7 +131,7 @@ def _mapped(path, mode, dtype, shape, fortran, offset, policy, mapping=None):
     """A zero-copy array: map exactly the data (or view it in ``mapping``)."""
     nbytes = _nbytes(dtype, shape)
     if mapping is None:
-        mapping = _mapping.open(path, mode, offset=offset, length=nbytes, **policy)
+        mapping = _open.open(path, mode, offset=offset, length=nbytes, **policy)
         offset = 0
     return mapping.array(dtype, shape, offset, "F" if fortran else "C")
 
@@ -166,7 +154,7 @@ def _copied(fd, path, dtype, shape, fortran, offset, out, threads, mapping=None)
     elif nbytes < SMALL_FILE:
         got = _pread_into(fd, raw, offset)
     else:
-        with _mapping._map_open_file(fd, os.fspath(path), "r", offset, nbytes) as source:
+        with _open._map_open_file(fd, os.fspath(path), "r", offset, nbytes) as source:
             got = source.readinto(raw, threads=threads)
     if got != nbytes:
         raise bad(path, f"file ended after {got} of {nbytes} bytes of array data")
@@ -210,7 +198,7 @@ def _fresh_array(dtype, shape, order):
     nbytes = _nbytes(dtype, shape)
     if nbytes < SMALL_FILE:
         return np.empty(shape, dtype, order=order)
-    memory = _mapping.anonymous(nbytes, shared=False, huge=True)
+    memory = _open.anonymous(nbytes, shared=False, huge=True)
     return memory.array(dtype, shape, 0, order)
 
 
@@ -251,7 +239,7 @@ def _load_safetensors(fd, head, path, size, mode, copy, threads, policy, prefetc
         return result
     data_start = min(t.data_offset for t in tensors.values())
     data_end = max(t.data_offset + _nbytes(t.dtype, t.shape) for t in tensors.values())
-    mapping = _mapping._map_open_file(fd, os.fspath(path), "r" if copy else mode, data_start,
+    mapping = _open._map_open_file(fd, os.fspath(path), "r" if copy else mode, data_start,
                                       data_end - data_start, **({} if copy else policy))
     if prefetch and not copy:
         mapping.prefetch()
@@ -299,7 +287,7 @@ class NpzArrays(collections.abc.Mapping):
                  huge=False, prefetch=False) -> None:
         self.path = os.fspath(path)
         self._copy, self._threads = copy, threads
-        self._mapping = _mapping.open(path, "r" if copy else mode, populate=populate,
+        self._mapping = _open.open(path, "r" if copy else mode, populate=populate,
                                       advice=advice, huge=huge)
         if prefetch and not copy:
             self._mapping.prefetch()
@@ -402,12 +390,12 @@ def open_array(path, dtype, shape=None, offset=0, mode="r", order="C"):
     if shape is None:
         if mode == "w+":
             raise ValueError("mode 'w+' creates the file and needs shape=")
-        mapping = _mapping.open(path, mode, offset=offset)
+        mapping = _open.open(path, mode, offset=offset)
         return mapping.array(dtype, None, 0, order)
     shape = _shape(shape)
     nbytes = _nbytes(dtype, shape)
     size = offset + nbytes if mode == "w+" else None
-    mapping = _mapping.open(path, mode, offset=offset, length=nbytes, size=size)
+    mapping = _open.open(path, mode, offset=offset, length=nbytes, size=size)
     return mapping.array(dtype, shape, 0, order)
 
 
@@ -428,7 +416,7 @@ def create(path, shape, dtype, *, fortran_order=False):
     dtype = _array_dtype(dtype)
     shape = _shape(shape)
     header = npy.build_header(dtype, shape, bool(fortran_order))
-    mapping = _mapping.open(path, "w+", size=len(header) + _nbytes(dtype, shape))
+    mapping = _open.open(path, "w+", size=len(header) + _nbytes(dtype, shape))
     mapping[:len(header)] = header
     return mapping.array(dtype, shape, len(header), "F" if fortran_order else "C")
 

@@ -15,7 +15,10 @@ import signal
 import sys
 import time
 
-from .display import human_bytes
+import mmio
+
+from ._units import human_bytes
+from .residency import walk
 
 
 def _positive_int(text: str) -> int:
@@ -48,25 +51,30 @@ def _build_parser() -> argparse.ArgumentParser:
     res.add_argument("-b", "--bytes", action="store_true", help="sizes in bytes, not human units")
     res.add_argument("-v", "--verbose", action="store_true", help="print a page map of each file")
     res.add_argument("--json", action="store_true", help="machine-readable output")
+    res.set_defaults(run=_cmd_residency)
 
     touch = commands.add_parser("touch", help="read files into the page cache")
     touch.add_argument("files", nargs="+", metavar="FILE|DIR")
     touch.add_argument("-r", "--recursive", action="store_true")
     touch.add_argument("--method", choices=("willneed", "populate"), default="willneed",
                        help="willneed: fastest; populate: leaves 2 MiB folios (faster scans later)")
+    touch.set_defaults(run=_cmd_touch)
 
     evict = commands.add_parser("evict", help="drop files' clean pages from the page cache")
     evict.add_argument("files", nargs="+", metavar="FILE|DIR")
     evict.add_argument("-r", "--recursive", action="store_true")
     evict.add_argument("--sync", action="store_true", help="write dirty pages first, so they can go too")
+    evict.set_defaults(run=_cmd_evict)
 
     lock = commands.add_parser("lock", help="map, lock and hold files in RAM until interrupted")
     lock.add_argument("files", nargs="+", metavar="FILE|DIR")
     lock.add_argument("-r", "--recursive", action="store_true")
+    lock.set_defaults(run=_cmd_lock)
 
     maps = commands.add_parser("maps", help="memory regions of a process, with smaps figures")
     maps.add_argument("pid", nargs="?", default="self", type=_pid)
     maps.add_argument("--json", action="store_true")
+    maps.set_defaults(run=_cmd_maps)
 
     demo = commands.add_parser(
         "demo", help="map a cold sample array and show residency and scan speed",
@@ -75,6 +83,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=_positive_int, default=256, metavar="MIB",
                       help="size of the sample file in MiB (default 256; at most the free space and the RAM)")
     demo.add_argument("--dir", default=None, help="where to create the temporary directory")
+    demo.set_defaults(run=_cmd_demo)
     return parser
 
 
@@ -84,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     args = _build_parser().parse_args(argv)
-    handler = globals()[f"_cmd_{args.command}"]
     try:
-        return handler(args)
+        return args.run(args)
     except (OSError, ValueError) as exc:
         print(f"mmio {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -125,24 +133,11 @@ class _Progress:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
-def _files(args) -> list[tuple[str, str | None]]:
-    from .files import walk
-    return list(walk(args.files, args.recursive))
-
-
 def _size(n: int | None, exact: bool) -> str:
     """Sizes as fincore prints them: ``3B``, ``4K``, ``144.3M`` (or exact bytes)."""
     if n is None:
         return "?"
-    if exact or n < 1024:
-        return str(n) if exact else f"{n}B"
-    value = float(n)
-    for unit in "KMGTPE":
-        value /= 1024
-        if value < 1024 or unit == "E":
-            text = f"{value:.1f}".removesuffix(".0")
-            return f"{text}{unit}"
-    raise AssertionError("unreachable")
+    return str(n) if exact else human_bytes(n, compact=True)
 
 
 def _fail(command: str, path: str, error) -> None:
@@ -152,14 +147,11 @@ def _fail(command: str, path: str, error) -> None:
 # ---- residency -------------------------------------------------------------------------------------
 
 def _cmd_residency(args) -> int:
-    from .files import FileResidency, measure
-    entries = _files(args)
-    progress = _Progress(len(entries), "files")
-    rows: list[FileResidency] = []
-    for path, error in entries:
-        rows.append(FileResidency(path, None, None, error) if error else measure(path))
-        progress.advance()
-    progress.close()
+    progress = _Progress(None, "files")
+    try:
+        rows = mmio.residency(args.files, recursive=args.recursive, progress=lambda path: progress.advance()).rows
+    finally:
+        progress.close()
     failed = [r for r in rows if r.residency is None]
     for row in failed:
         _fail("residency", row.path, row.error)
@@ -217,7 +209,7 @@ def _each_file(args, action) -> int:
     A failure is reported on stderr and the rest still run; the status is 1 if any failed.
     """
     failed = 0
-    for path, error in _files(args):
+    for path, error in walk(args.files, args.recursive):
         try:
             if error:
                 raise OSError(error)
@@ -232,8 +224,6 @@ def _each_file(args, action) -> int:
 
 
 def _cmd_touch(args) -> int:
-    from ._residency import touch
-
     def one(path):
         size = os.path.getsize(path)
         progress = _Progress(size, "B")
@@ -245,7 +235,7 @@ def _cmd_touch(args) -> int:
 
         start = time.perf_counter()
         try:
-            pages = touch(path, method=args.method, progress=step)
+            pages = mmio.touch(path, method=args.method, progress=step)
         finally:
             progress.close()
         seconds = time.perf_counter() - start
@@ -256,10 +246,8 @@ def _cmd_touch(args) -> int:
 
 
 def _cmd_evict(args) -> int:
-    from ._residency import evict
-
     def one(path):
-        left = evict(path, sync=args.sync)
+        left = mmio.evict(path, sync=args.sync)
         what = "unknown (the kernel hides this file's page cache)" if left is None else str(left)
         return f"{path}: {what} pages still cached"
 
@@ -267,11 +255,10 @@ def _cmd_evict(args) -> int:
 
 
 def _cmd_lock(args) -> int:
-    from ._mapping import open as open_mapping
     held = []
 
     def one(path):
-        mapping = open_mapping(path)
+        mapping = mmio.open(path)
         mapping.lock()
         held.append(mapping)
 
@@ -298,8 +285,7 @@ def _cmd_lock(args) -> int:
 # ---- maps and demo --------------------------------------------------------------------------------------
 
 def _cmd_maps(args) -> int:
-    from .procmaps import maps
-    regions = maps(args.pid)
+    regions = mmio.maps(args.pid)
     if args.json:
         print(json.dumps([{**{f: getattr(r, f) for f in r.__dataclass_fields__ if f != "vm_flags"},
                            "vm_flags": sorted(r.vm_flags)} for r in regions], indent=1))

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from . import _mapping
+import mmio
 
 _CHUNK_ITEMS = 1 << 21  # 16 MiB of float64 per write
 
@@ -55,7 +55,7 @@ def run(size_mib: int = 256, *, out=print, directory: str | None = None) -> None
         out(f"  map + array (mmio)            {mmio_us:8.1f} us median  "
             f"(numpy.memmap {memmap_us:.1f} us: {memmap_us / mmio_us:.1f}x slower)")
         _evict(path)
-        with _mapping.open(path) as mapping:
+        with mmio.open(path) as mapping:
             array = mapping.array("f8")
             out(_residency_line("resident before scan", mapping))
             total, cold = _timed_sum(array)
@@ -91,7 +91,7 @@ def _time_to_map(path: str, rounds: int = 51) -> tuple[float, float]:
     mmio_times, memmap_times = [], []
     for _ in range(rounds):
         start = time.perf_counter()
-        array = _mapping.open(path).array("f8")
+        array = mmio.open(path).array("f8")
         mmio_times.append(time.perf_counter() - start)
         del array
         start = time.perf_counter()

@@ -10,6 +10,8 @@ import html
 
 import numpy as np
 
+from ._units import human_bytes
+
 RESIDENT = (43, 108, 176)      # blue
 ABSENT = (226, 232, 240)       # light grey
 LEVELS = 16                    # colour steps for partly resident buckets
@@ -52,15 +54,6 @@ def svg_strip(pages: np.ndarray, width: int = 640, height: int = 18) -> str:
             start = i
     parts.append("</svg>")
     return "".join(parts)
-
-
-def human_bytes(n: float) -> str:
-    """``1.5 GiB``-style sizes."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def caption(residency) -> str:

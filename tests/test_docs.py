@@ -35,15 +35,29 @@ def test_examples_in_the_docs_run(page, tmp_path, monkeypatch):
             exec(compile(block, str(page), "exec"), namespace)
 
 
-@pytest.mark.parametrize("module", ["_mapping", "_residency", "_anybuffer", "_flags", "_process", "arrays",
-                                    "procmaps", "_limits", "files"])
+def _modules():
+    """Every module of the package, compiled or not, except the command-line entry point."""
+    import pkgutil
+    return sorted(m.name for m in pkgutil.walk_packages(mmio.__path__, "mmio.") if m.name != "mmio.__main__")
+
+
+@pytest.mark.parametrize("module", _modules())
 def test_docstring_examples_run(module, tmp_path, monkeypatch):
     import importlib
     monkeypatch.chdir(tmp_path)
-    target = importlib.import_module(f"mmio.{module}")
+    target = importlib.import_module(module)
     globs = {"mmio": mmio, "np": __import__("numpy")}
     result = doctest.testmod(target, extraglobs=globs, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.failed == 0
+
+
+def test_the_public_modules_have_examples_to_run():
+    import importlib
+    counts = {name: doctest.testmod(importlib.import_module(name), extraglobs={"mmio": mmio, "np": __import__("numpy")},
+                                    optionflags=doctest.ELLIPSIS, verbose=False, report=False).attempted
+              for name in ("mmio._mapping", "mmio._open", "mmio._buffers", "mmio._residency", "mmio.residency",
+                           "mmio.arrays", "mmio._flags")}
+    assert all(counts.values()), counts
 
 
 def test_every_public_name_has_an_example():

@@ -1,0 +1,164 @@
+"""The range engine under every page-range operation of mmio.
+
+A byte range ``[address, address + length)`` becomes a :c:type:`Span` of whole
+pages: :c:func:`covering` (every page the bytes touch, for advice, locking,
+syncing and residency) or :c:func:`inside` (only pages wholly inside, for
+advice that throws data away: it must never reach bytes that are not the
+caller's). :c:func:`range_call` runs one range syscall with the GIL released
+and raises the one ``OSError`` for its failure, with the hint that explains
+it (the kernel version an advice needs, what ``RLIMIT_MEMLOCK`` allows).
+:c:func:`check_range` and :c:func:`check_threads` are the argument checks
+every entry point shares: ``TypeError`` for non-integers, ``ValueError`` with
+the range and the size otherwise, never ``OverflowError``.
+
+The caller keeps the memory mapped while a call runs (``Mapping.acquire()``,
+or a held ``Py_buffer``).
+"""
+
+import operator
+import os
+
+import numpy as np
+
+cimport numpy as cnp
+cimport mmio._posix as _posix
+from mmio._errors cimport raise_oserror
+
+cnp.import_array()
+
+cdef size_t PAGE = <size_t>_posix.sysconf(_posix._SC_PAGESIZE)
+
+PAGE_SIZE = PAGE
+"""The system page size in bytes: the one definition mmio has."""
+
+MAX_THREADS = 64
+
+
+cdef size_t page_size() noexcept nogil:
+    return PAGE
+
+
+def kernel_older_than(version):
+    """Whether the running kernel is older than ``version`` (``"5.14"``)."""
+    running = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    return running < tuple(int(x) for x in version.split("."))
+
+
+cdef Span covering(size_t address, size_t length) noexcept nogil:
+    cdef Span span
+    span.first = address & ~(PAGE - 1)
+    span.end = (address + length + PAGE - 1) & ~(PAGE - 1) if length else span.first
+    return span
+
+
+cdef Span inside(size_t address, size_t length) noexcept nogil:
+    cdef Span span
+    span.first = (address + PAGE - 1) & ~(PAGE - 1)
+    span.end = (address + length) & ~(PAGE - 1)
+    if span.end < span.first:
+        span.end = span.first
+    return span
+
+
+cdef int _dispatch(int call, void* start, size_t n, int arg) noexcept nogil:
+    if call == MADVISE:
+        return _posix.madvise(start, n, arg)
+    if call == MLOCK:
+        return _posix.mlock(start, n)
+    if call == MLOCK_ONFAULT:
+        return _posix.mlock2(start, n, _posix.MLOCK_ONFAULT)
+    if call == MUNLOCK:
+        return _posix.munlock(start, n)
+    return _posix.msync(start, n, arg)
+
+
+cdef int range_call(int call, Span span, int arg, str attempted, object filename) except -1:
+    """Run ``call`` over ``span`` with the GIL released; raise the OSError for a failure.
+
+    ``arg`` is the advice for MADVISE and the flags for MSYNC.
+    """
+    if span.end == span.first:
+        return 0
+    cdef int rc, err = 0
+    cdef size_t n = span.end - span.first
+    with nogil:
+        rc = _dispatch(call, <void*>span.first, n, arg)
+        if rc != 0:
+            err = _posix.errno
+    if rc != 0:
+        raise_oserror(err, attempted + _hint(call, err, n, arg), filename)
+    return 0
+
+
+cdef str _hint(int call, int err, size_t n, int arg):
+    """What explains a failed range call, in parentheses (or nothing)."""
+    if call == MADVISE and err == _posix.EINVAL:
+        from mmio._flags import Advice
+        try:
+            advice = Advice(arg)
+        except ValueError:
+            return ""
+        if kernel_older_than(advice.since):
+            return f" (MADV_{advice.name} needs Linux {advice.since} or newer)"
+        return f" (the kernel does not allow MADV_{advice.name} on this memory)"
+    if call in (MLOCK, MLOCK_ONFAULT):
+        from mmio._limits import lock_failure_hint
+        return lock_failure_hint(err, n)
+    return ""
+
+
+cdef object mincore_pages(Span span, object filename):
+    """One bool per page of ``span``, ``True`` where the page is resident (``mincore(2)``)."""
+    cdef size_t npages = (span.end - span.first) // PAGE
+    cdef cnp.ndarray vec = np.empty(npages, dtype=np.uint8)
+    cdef unsigned char* v = <unsigned char*>cnp.PyArray_DATA(vec)
+    cdef int rc = 0, err = 0
+    cdef size_t i
+    if npages:
+        with nogil:
+            rc = _posix.mincore(<void*>span.first, span.end - span.first, v)
+            err = _posix.errno
+            for i in range(npages):
+                v[i] &= 1
+        if rc != 0:
+            raise_oserror(err, "could not read page residency (mincore)", filename)
+    return vec.view(np.bool_)
+
+
+cdef object integer(object value, str name):
+    """``value`` as a Python int (numpy integers and ``__index__`` welcome); TypeError otherwise."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
+
+
+cdef int check_range(object offset, object length, Py_ssize_t size, str where,
+                     Py_ssize_t* start, Py_ssize_t* count) except -1:
+    """Check ``[offset, offset+length)`` (``length=None``: to the end) against ``size`` bytes of ``where``.
+
+    ``where`` names the target in messages ("the mapping", "the buffer", "the file").
+    """
+    offset = integer(offset, "offset")
+    length = None if length is None else integer(length, "length")
+    if offset < 0:
+        raise ValueError(f"offset must not be negative, got {offset}")
+    if offset > size:
+        raise ValueError(f"offset {offset} is outside {where} of {size} bytes")
+    if length is None:
+        length = size - offset
+    elif length < 0:
+        raise ValueError(f"length must not be negative, got {length}")
+    elif length > size - offset:
+        raise ValueError(f"range [{offset}, {offset + length}) is outside {where} of {size} bytes")
+    start[0] = offset
+    count[0] = length
+    return 0
+
+
+cdef int check_threads(object threads) except -1:
+    """The number of native threads to use: an int from 1 to 64."""
+    threads = integer(threads, "threads")
+    if not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be between 1 and {MAX_THREADS}, got {threads}")
+    return threads

@@ -1,1 +1,0 @@
-cdef object mincore_pages(char* start, size_t length, object filename)

@@ -1,0 +1,298 @@
+"""Residency values: which pages of a range are in RAM (:class:`Residency`), the page-cache figures of a
+file (:class:`CacheStat`), and the residency of many files (:class:`ResidencyTable`, from directory walks).
+
+Plain Python over numpy: the compiled modules measure (``_residency`` for files, ``_buffers`` and
+``Mapping.residency`` for memory) and hand their answers to these types. :func:`residency` is the public
+entry point that picks the measurement for its target.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+
+def residency(target, offset=0, length=None, *, recursive=False, progress=None):
+    """Which pages of a file, mapping or buffer are in RAM.
+
+    Parameters
+    ----------
+    target : str, os.PathLike, Mapping, buffer, directory or list of paths
+        A path is mapped without touching its pages and probed with
+        ``mincore(2)``; offsets are then file offsets.  A directory or a list
+        of paths gives a :class:`~mmio.residency.ResidencyTable` (one row per
+        file, errors included, a table of strips in notebooks).
+    offset, length : int
+        Byte range within the target (not for directories and lists).
+    recursive : bool
+        For directories: descend into subdirectories too.
+    progress : callable, optional
+        For directories and lists: called with each file's path once it is measured.
+
+    Returns
+    -------
+    Residency or ResidencyTable
+
+    Raises
+    ------
+    PermissionError
+        ``target`` is a file the caller neither owns nor may write: since
+        Linux 5.2 the kernel hides the page cache of such files from
+        ``mincore``, and mmio will not report a made-up figure.
+
+    Examples
+    --------
+    >>> import mmio, numpy as np
+    >>> np.zeros(4096, "u1").tofile("/tmp/mmio-doc.bin")
+    >>> mmio.residency("/tmp/mmio-doc.bin").total
+    1
+    """
+    from ._mapping import Mapping
+    if isinstance(target, Mapping):
+        return target.residency(offset, length)
+    if isinstance(target, (list, tuple)) or (
+            isinstance(target, (str, bytes, os.PathLike)) and os.path.isdir(target)):
+        return ResidencyTable.of(target if isinstance(target, (list, tuple)) else [target], recursive, progress)
+    if isinstance(target, (str, bytes, os.PathLike)):
+        from ._residency import file_residency
+        return file_residency(target, offset, length)
+    from ._buffers import buffer_residency
+    return buffer_residency(target, offset, length)
+
+
+class Residency:
+    """Which pages of a byte range are in RAM.
+
+    Attributes
+    ----------
+    pages : numpy.ndarray
+        One ``bool`` per page the range touches, ``True`` where resident.
+    page_size : int
+        Bytes per page.
+    offset, length : int
+        The byte range asked about, in the target's coordinates.
+
+    Examples
+    --------
+    >>> import mmio
+    >>> with mmio.anonymous(4 * mmio.PAGE_SIZE) as m:
+    ...     m[0] = 1                      # fault in the first page
+    ...     r = m.residency()
+    >>> r.resident, r.total, r.to_string()
+    (1, 4, '*...')
+    """
+
+    def __init__(self, pages, page_size, offset, length, page_origin=None):
+        self.pages = pages
+        self.page_size = int(page_size)
+        self.offset = int(offset)
+        self.length = int(length)
+        # Byte offset of the start of pages[0]; below ``offset`` when the range is unaligned.
+        self._origin = self.offset - self.offset % self.page_size if page_origin is None else int(page_origin)
+
+    @property
+    def total(self):
+        """Number of pages the range touches."""
+        return int(self.pages.size)
+
+    @property
+    def resident(self):
+        """Number of resident pages."""
+        return int(np.count_nonzero(self.pages))
+
+    @property
+    def fraction(self):
+        """Resident pages over total pages (``0.0`` for an empty range)."""
+        return self.resident / self.total if self.total else 0.0
+
+    @property
+    def resident_bytes(self):
+        """Bytes of the range (not whole pages) that lie on resident pages."""
+        return sum(end - begin for begin, end in self.runs())
+
+    def runs(self):
+        """The resident parts of the range as ``(begin, end)`` byte offsets, end exclusive.
+
+        Examples
+        --------
+        >>> r = mmio.Residency(np.array([True, True, False, True]), 4096, 0, 16384)
+        >>> r.runs()
+        [(0, 8192), (12288, 16384)]
+        """
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], self.pages.view(np.int8), [0]))))
+        lo, hi = self.offset, self.offset + self.length
+        runs = []
+        for first, last in zip(edges[0::2].tolist(), edges[1::2].tolist()):
+            begin = max(lo, self._origin + first * self.page_size)
+            end = min(hi, self._origin + last * self.page_size)
+            if end > begin:
+                runs.append((begin, end))
+        return runs
+
+    def to_string(self, width=64, max_lines=None):
+        """A text map of the pages: ``*`` resident, ``.`` not, ``width`` pages per line.
+
+        With ``max_lines``, pages are grouped so the map fits in ``width`` x
+        ``max_lines`` characters; a group that is partly resident prints ``+``.
+        """
+        if width < 1 or (max_lines is not None and max_lines < 1):
+            raise ValueError("width and max_lines must be at least 1")
+        cells = self._cells(width * max_lines if max_lines else self.total)
+        return "\n".join(cells[i:i + width] for i in range(0, len(cells), width))
+
+    def _cells(self, limit):
+        n = self.total
+        if n <= limit:
+            return "".join(np.where(self.pages, "*", ".").tolist())
+        bounds = np.linspace(0, n, limit + 1).astype(np.int64)
+        counts = np.add.reduceat(self.pages.astype(np.int64), bounds[:-1])
+        sizes = np.diff(bounds)
+        return "".join("*" if c == s else "." if c == 0 else "+" for c, s in zip(counts.tolist(), sizes.tolist()))
+
+    def _repr_html_(self):
+        """The notebook picture: an inline SVG strip of the pages with a caption."""
+        from .display import residency_html
+        return residency_html(self)
+
+    def plot(self, ax=None):
+        """Draw the pages with matplotlib (optional dependency); return the Axes."""
+        from .display import plot
+        return plot(self, ax)
+
+    def __repr__(self):
+        return (f"<mmio.Residency {self.resident}/{self.total} pages resident "
+                f"({self.fraction:.1%}) of {self.length} bytes at offset {self.offset}>")
+
+
+CacheStat = collections.namedtuple("CacheStat", "cached dirty writeback evicted recently_evicted")
+CacheStat.__doc__ = """Page-cache figures of a file range, in pages (``cachestat(2)``).
+
+``cached`` pages are in the page cache, ``dirty`` and ``writeback`` of them not yet
+on disk; ``evicted`` pages were in the cache and were dropped, ``recently_evicted``
+recently enough to count as thrashing.  On overlayfs, where ``cachestat`` reports
+zeros, ``cached`` comes from ``mincore`` and the other fields are ``None``.
+
+Examples
+--------
+>>> import mmio
+>>> stat = mmio.CacheStat(cached=2, dirty=0, writeback=0, evicted=5, recently_evicted=1)
+>>> stat.cached * mmio.PAGE_SIZE
+8192
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FileResidency:
+    """One file's row: its residency, or the error that kept mmio from knowing it."""
+
+    path: str
+    size: int | None
+    residency: Residency | None
+    error: str | None = None
+
+
+def walk(targets: Iterable, recursive: bool = False) -> Iterator[tuple[str, str | None]]:
+    """``(path, error)`` for every file named or (with ``recursive``) under a directory named.
+
+    A directory without ``recursive`` yields its direct files.  Anything that
+    cannot be listed or checked (a permission, a symlink loop) yields its error
+    instead of stopping the walk; the walk uses a stack, not recursion, so depth
+    is unlimited.  Symbolic links to directories are not followed.
+    """
+    for target in targets:
+        path = os.fsdecode(os.fspath(target))
+        if not os.path.isdir(path):
+            yield path, None
+            continue
+        stack = [path]
+        while stack:
+            directory = stack.pop()
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name, reverse=True)
+            except OSError as exc:
+                yield directory, str(exc)
+                continue
+            subdirectories = []
+            for entry in reversed(entries):
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirectories.append(entry.path)
+                    elif entry.is_file(follow_symlinks=True):
+                        yield entry.path, None
+                except OSError as exc:
+                    yield entry.path, str(exc)
+            if recursive:
+                stack.extend(reversed(subdirectories))
+
+
+def measure(path: str) -> FileResidency:
+    """The residency of one file, with OSError and ValueError turned into the row's error."""
+    try:
+        from ._residency import file_residency
+        residency = file_residency(path)
+    except (OSError, ValueError) as exc:
+        return FileResidency(path, _size(path), None, str(exc))
+    return FileResidency(path, residency.length, residency)
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+class ResidencyTable:
+    """The residency of several files: ``rows`` (FileResidency), totals, and a notebook table.
+
+    Examples
+    --------
+    >>> import mmio
+    >>> table = mmio.residency(["/etc/hostname"])     # doctest: +SKIP
+    >>> table.rows[0].residency.fraction             # doctest: +SKIP
+    1.0
+    """
+
+    def __init__(self, rows: list[FileResidency]):
+        self.rows = rows
+
+    @classmethod
+    def of(cls, targets: Iterable, recursive: bool = False, progress=None) -> "ResidencyTable":
+        """Measure every file named (and, with ``recursive``, under the directories named).
+
+        ``progress(path)`` is called after each file.  Each row holds the file's
+        :class:`~mmio.Residency` or the error that kept mmio from knowing it.
+        """
+        rows = []
+        for path, error in walk(targets, recursive):
+            rows.append(FileResidency(path, None, None, error) if error else measure(path))
+            if progress is not None:
+                progress(path)
+        return cls(rows)
+
+    @property
+    def resident_pages(self) -> int:
+        """Resident pages over the files whose residency is known."""
+        return sum(r.residency.resident for r in self.rows if r.residency is not None)
+
+    @property
+    def total_pages(self) -> int:
+        """Pages over the files whose residency is known."""
+        return sum(r.residency.total for r in self.rows if r.residency is not None)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def _repr_html_(self) -> str:
+        from .display import table_html
+        return table_html(self)
+
+    def __repr__(self) -> str:
+        return f"<mmio.ResidencyTable {len(self.rows)} files, {self.resident_pages}/{self.total_pages} pages resident>"
