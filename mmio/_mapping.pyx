@@ -18,7 +18,6 @@ cimport numpy as cnp
 from cpython.buffer cimport PyBUF_WRITABLE, PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBuffer_IsContiguous
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
-from cpython.number cimport PyNumber_AsSsize_t
 from cpython.ref cimport Py_INCREF
 cdef extern from "Python.h":
     Py_ssize_t PY_SSIZE_T_MAX
@@ -28,6 +27,7 @@ cimport mmio._guard as _guard
 from mmio._errors cimport raise_errno, raise_oserror
 from mmio._files cimport file_size, truncate
 from mmio._pages cimport (Span, covering, range_call, mincore_pages, integer, check_range, check_threads,
+                          plain_key, byte_value, checked_index, plain_shape,
                           page_size, MADVISE, MLOCK, MLOCK_ONFAULT, MUNLOCK, MSYNC)
 from ._errors import MappingFaultError
 from ._flags import Advice, Prot
@@ -334,7 +334,7 @@ cdef class Mapping:
         if order not in ("C", "F"):
             raise ValueError(f"order must be 'C' or 'F', not {order!r}")
         offset = operator.index(offset)
-        dims = None if shape is None else _plain_shape(shape)
+        dims = None if shape is None else plain_shape(shape)
         self.check_open()
         if offset < 0 or offset > self.length:
             raise ValueError(f"offset {offset} is outside the mapping of {self.length} bytes")
@@ -376,7 +376,7 @@ cdef class Mapping:
 
     def __getitem__(self, key):
         # Convert the key first: __index__ may run Python code (even close() this mapping).
-        key = _plain_key(key)
+        key = plain_key(key)
         self.check_open()
         cdef Py_ssize_t i, start, stop, step, n
         if isinstance(key, slice):
@@ -384,20 +384,20 @@ cdef class Mapping:
             n = len(range(start, stop, step))
             self._require(start, step, n, _posix.PROT_READ)
             return self._read(start, step, n)
-        i = _checked_index(key, self.length)
+        i = checked_index(key, self.length)
         self._require(i, 1, 1, _posix.PROT_READ)
         cdef unsigned char byte
         self._copy(<char*>&byte, 1, self.data + i, 1, 1, False)
         return byte
 
     def __setitem__(self, key, value):
-        key = _plain_key(key)
+        key = plain_key(key)
         if isinstance(key, slice):
             self._write_slice(key, value)
             return
-        value = _byte_value(value)
+        value = byte_value(value)
         self._check_writable()
-        cdef Py_ssize_t i = _checked_index(key, self.length)
+        cdef Py_ssize_t i = checked_index(key, self.length)
         self._require(i, 1, 1, _posix.PROT_WRITE)
         cdef unsigned char byte = value
         self._copy(self.data + i, 1, <char*>&byte, 1, 1, True)
@@ -850,13 +850,9 @@ cdef class Mapping:
     def prefetch(self, offset=0, length=None, *, chunk=8 << 20):
         """Start reading a range into the page cache and return at once (chunked ``MADV_WILLNEED``).
 
-        The kernel caps each ``WILLNEED`` call at its read-ahead window
-        (``max(read_ahead_kb, max_sectors_kb)``, 8 MiB on typical disks), so one
-        call over a large range fetches only its start; mmio issues one call per
-        ``chunk`` bytes, with the GIL released.  Measured here on a cold file this
-        is the fastest way in, but it can leave the cache in 4 KiB folios, which
-        make later scans slower than after a sequential read (which leaves 2 MiB
-        folios): see the benchmarks.
+        One ``MADV_WILLNEED`` call per ``chunk`` bytes (the kernel caps each call
+        at its read-ahead window), with the GIL released; see the loading guide
+        for when this is the fastest way in and what it costs later scans.
 
         Examples
         --------
@@ -973,47 +969,3 @@ cdef class Mapping:
 
 cdef bint _overlaps(const char* a, Py_ssize_t a_len, const char* b, Py_ssize_t b_len) noexcept:
     return a < b + b_len and b < a + a_len
-
-
-cdef object _plain_key(object key):
-    """An int or a slice of ints (None kept), with every __index__ already called."""
-    if isinstance(key, slice):
-        return slice(*[None if x is None else operator.index(x) for x in (key.start, key.stop, key.step)])
-    try:
-        return operator.index(key)
-    except TypeError:
-        raise TypeError(f"mapping indices must be integers or slices, not {type(key).__name__}") from None
-
-
-cdef int _byte_value(object value) except -1:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"a single byte must be an int, not {type(value).__name__}") from None
-    if not 0 <= value <= 255:
-        raise ValueError(f"a byte must be in range(0, 256), not {value}")
-    return value
-
-
-cdef Py_ssize_t _checked_index(object key, Py_ssize_t length) except -1:
-    cdef Py_ssize_t i = PyNumber_AsSsize_t(key, IndexError)
-    if i < 0:
-        i += length
-    if i < 0 or i >= length:
-        raise IndexError(f"mapping index {key} out of range for {length} bytes")
-    return i
-
-
-cdef tuple _plain_shape(object shape):
-    """The shape as a tuple of non-negative ints that fit a C array dimension."""
-    dims = (shape,) if not hasattr(shape, "__iter__") else tuple(shape)
-    try:
-        dims = tuple(operator.index(d) for d in dims)
-    except TypeError:
-        raise TypeError(f"shape entries must be integers, got {shape!r}") from None
-    for d in dims:
-        if d < 0:
-            raise ValueError(f"shape {dims} has a negative dimension")
-        if d > PY_SSIZE_T_MAX:
-            raise ValueError(f"shape {dims} has a dimension too large to address")
-    return dims

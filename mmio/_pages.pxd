@@ -23,3 +23,7 @@ cdef object integer(object value, str name)
 cdef int check_range(object offset, object length, Py_ssize_t size, str where,
                      Py_ssize_t* start, Py_ssize_t* count) except -1
 cdef int check_threads(object threads) except -1
+cdef object plain_key(object key)
+cdef int byte_value(object value) except -1
+cdef Py_ssize_t checked_index(object key, Py_ssize_t length) except -1
+cdef tuple plain_shape(object shape)

@@ -18,6 +18,10 @@ or a held ``Py_buffer``).
 import operator
 import os
 
+from cpython.number cimport PyNumber_AsSsize_t
+cdef extern from "Python.h":
+    Py_ssize_t PY_SSIZE_T_MAX
+
 import numpy as np
 
 cimport numpy as cnp
@@ -156,9 +160,60 @@ cdef int check_range(object offset, object length, Py_ssize_t size, str where,
     return 0
 
 
+def threads_argument(threads):
+    """``threads`` checked as every entry point checks it (for mmio's Python layers)."""
+    return check_threads(threads)
+
+
 cdef int check_threads(object threads) except -1:
     """The number of native threads to use: an int from 1 to 64."""
     threads = integer(threads, "threads")
     if not 1 <= threads <= MAX_THREADS:
         raise ValueError(f"threads must be between 1 and {MAX_THREADS}, got {threads}")
     return threads
+
+
+# ---- indices and shapes (Mapping's item access and array())
+
+cdef object plain_key(object key):
+    """An int or a slice of ints (None kept), with every __index__ already called."""
+    if isinstance(key, slice):
+        return slice(*[None if x is None else operator.index(x) for x in (key.start, key.stop, key.step)])
+    try:
+        return operator.index(key)
+    except TypeError:
+        raise TypeError(f"mapping indices must be integers or slices, not {type(key).__name__}") from None
+
+
+cdef int byte_value(object value) except -1:
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"a single byte must be an int, not {type(value).__name__}") from None
+    if not 0 <= value <= 255:
+        raise ValueError(f"a byte must be in range(0, 256), not {value}")
+    return value
+
+
+cdef Py_ssize_t checked_index(object key, Py_ssize_t length) except -1:
+    cdef Py_ssize_t i = PyNumber_AsSsize_t(key, IndexError)
+    if i < 0:
+        i += length
+    if i < 0 or i >= length:
+        raise IndexError(f"mapping index {key} out of range for {length} bytes")
+    return i
+
+
+cdef tuple plain_shape(object shape):
+    """The shape as a tuple of non-negative ints that fit a C array dimension."""
+    dims = (shape,) if not hasattr(shape, "__iter__") else tuple(shape)
+    try:
+        dims = tuple(operator.index(d) for d in dims)
+    except TypeError:
+        raise TypeError(f"shape entries must be integers, got {shape!r}") from None
+    for d in dims:
+        if d < 0:
+            raise ValueError(f"shape {dims} has a negative dimension")
+        if d > PY_SSIZE_T_MAX:
+            raise ValueError(f"shape {dims} has a dimension too large to address")
+    return dims

@@ -1,9 +1,8 @@
 """Arrays from files: ``load`` (.npy, .npz, .safetensors), ``open_array`` (raw) and ``create`` (.npy).
 
-Data flows one way: the file's first bytes pick a format, the format's parser
-turns the header into (dtype, shape, offset), and a :class:`~mmio.Mapping`
-hands out the array — zero-copy, or copied into private memory with
-``copy=True``.
+Data flows one way: ``load`` opens the file once, a format (``mmio.formats``) describes its arrays as
+:class:`~mmio.formats.ArraySpec` records, the data they cover is mapped once, and the arrays are handed out
+from the specs: zero-copy views of the mapping, or private copies (``copy=True``, ``out=``).
 """
 
 from __future__ import annotations
@@ -14,15 +13,15 @@ import os
 
 import numpy as np
 
-from . import _open
+from . import _open, formats, procmaps
 from ._files import open_regular
 from ._flags import Advice
-from .formats import bad, detect, npy, npz, safetensors
+from ._pages import threads_argument
+from .formats import ArraySpec, Layout, bad, npy
 
 SMALL_FILE = 1 << 20
-"""Below this many bytes, ``copy=True`` reads the file instead of mapping it (mapping costs more)."""
+"""Below this many bytes of data, ``copy=True`` reads the file instead of mapping it (mapping costs more)."""
 
-_HEAD = 4096  # bytes read up front: the whole header of almost every .npy / safetensors file
 _LOAD_MODES = ("r", "r+", "c")
 
 
@@ -81,97 +80,116 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
     if mode not in _LOAD_MODES:
         raise ValueError(f"mode must be 'r', 'r+' or 'c' for load, not {mode!r} "
                          "(use mmio.create to make a new .npy)")
-    threads = operator.index(threads)
-    if not 1 <= threads <= 64:
-        raise ValueError(f"threads must be between 1 and 64, got {threads}")
+    threads = threads_argument(threads)
     if advice is not None:
         advice = Advice.parse(advice)
-    if out is not None:
-        copy = True
-    # With threads, prefault after mapping, in parallel (MADV_POPULATE_READ per thread).
-    parallel_populate = populate and threads > 1 and not copy
-    policy = dict(populate=populate and not parallel_populate, advice=advice, huge=huge)
+    copy = copy or out is not None
     fd, size = open_regular(path, mode, "load")
     try:
-        head = os.pread(fd, _HEAD, 0)
-        kind = detect(head, os.fspath(path))
-        if kind == "npy":
-            header = _npy_header(fd, head, path, size)
-            if copy:
-                return _copied(fd, path, header.dtype, header.shape, header.fortran_order,
-                               header.data_offset, out, threads)
-            mapping = _open._map_open_file(fd, os.fspath(path), mode, header.data_offset,
-                                              header.nbytes, **policy)
-            if parallel_populate:
-                mapping.populate(threads=threads)
-            if prefetch:
-                mapping.prefetch()
-            return mapping.array(header.dtype, header.shape, 0, "F" if header.fortran_order else "C")
-        if out is not None:
+        label = os.fspath(path)
+        layout = formats.describe(_pread_at(fd), size, label)
+        if out is not None and layout.container != "array":
             raise ValueError("out= is for a single .npy array")
-        if kind == "safetensors":
-            return _load_safetensors(fd, head, path, size, mode, copy, threads, policy, prefetch)
-        if kind == "npz":
-            return NpzArrays(path, mode, copy=copy, threads=threads, prefetch=prefetch, **policy)
-        raise bad(path, "not a .npy, .npz or .safetensors file (unrecognised first bytes); "
-                        "use mmio.open_array for raw binary")
+        if copy:
+            return _copies(fd, label, layout, out, threads)
+        return _views(fd, label, layout, mode, threads, dict(populate=populate, advice=advice, huge=huge),
+                      prefetch)
     finally:
         os.close(fd)
 
 
-def _npy_header(fd: int, head: bytes, path, size: int) -> npy.NpyHeader:
-    if len(head) == _HEAD:  # the header may be longer than what was read
-        _, end, _ = npy.header_span(head, path)
-        if end > len(head) and end <= size:
-            head = os.pread(fd, end, 0)
-    return npy.parse_header(head, path, size)
+def _pread_at(fd: int):
+    """``read_at`` over an open file, for the formats; the first bytes are read once."""
+    first = os.pread(fd, formats.HEAD, 0)
+
+    def read_at(offset: int, n: int) -> bytes:
+        if offset + n <= len(first):
+            return first[offset:offset + n]
+        return os.pread(fd, n, offset)
+    return read_at
 
 
-def _mapped(path, mode, dtype, shape, fortran, offset, policy, mapping=None):
-    """A zero-copy array: map exactly the data (or view it in ``mapping``)."""
-    nbytes = _nbytes(dtype, shape)
-    if mapping is None:
-        mapping = _open.open(path, mode, offset=offset, length=nbytes, **policy)
-        offset = 0
-    return mapping.array(dtype, shape, offset, "F" if fortran else "C")
+def _extent(layout: Layout) -> tuple[int, int]:
+    """The byte range ``[lo, hi)`` of the file that holds every mappable array of the layout."""
+    specs = [s for s in layout.arrays if s.refusal is None]
+    if not specs:
+        return 0, 0
+    return min(s.offset for s in specs), max(s.offset + s.nbytes for s in specs)
 
 
-def _copied(fd, path, dtype, shape, fortran, offset, out, threads, mapping=None):
-    """A private array filled from the file: read for small data, a parallel copy otherwise."""
-    order = "F" if fortran else "C"
-    dest = _destination(dtype, shape, order, out, path)
-    nbytes = _nbytes(dtype, shape)
-    if nbytes == 0:
-        return dest
-    if out is not None and fd is not None and _maps_file(out, fd):
-        # out is a mapping of this very file: copy through private memory, or the copy would
-        # read bytes it has already overwritten.
-        np.copyto(out, _copied(fd, path, dtype, shape, fortran, offset, None, threads, mapping))
-        return out
-    raw = dest.reshape(-1, order="A").view(np.uint8) if dest.ndim else dest.reshape(1).view(np.uint8)
-    if mapping is not None:
-        got = mapping.readinto(raw, offset, threads=threads)
-    elif nbytes < SMALL_FILE:
-        got = _pread_into(fd, raw, offset)
-    else:
-        with _open._map_open_file(fd, os.fspath(path), "r", offset, nbytes) as source:
-            got = source.readinto(raw, threads=threads)
-    if got != nbytes:
-        raise bad(path, f"file ended after {got} of {nbytes} bytes of array data")
+def _views(fd, path, layout, mode, threads, policy, prefetch):
+    """Zero-copy arrays: map the data once, with the policies, and view every array in it."""
+    lo, hi = _extent(layout)
+    # With threads, prefault after mapping, in parallel (MADV_POPULATE_READ per thread).
+    parallel = policy["populate"] and threads > 1
+    mapping = _open._map_open_file(fd, path, mode, lo, hi - lo, **{**policy, "populate": policy["populate"]
+                                                                   and not parallel})
+    if parallel:
+        mapping.populate(threads=threads)
+    if prefetch:
+        mapping.prefetch()
+    return _container(path, layout, lambda spec: mapping.array(spec.dtype, spec.shape, spec.offset - lo,
+                                                                spec.order), mapping)
+
+
+def _copies(fd, path, layout, out, threads):
+    """Private arrays filled from the file: read for small data, a parallel copy from one mapping otherwise."""
+    if out is not None:
+        _destination(layout.arrays[0], out, path)  # check it before reading anything
+        if _maps_file(out, fd):
+            # out is a mapping of this very file: copy through private memory, or the copy would read bytes
+            # it has already overwritten.
+            np.copyto(out, _copies(fd, path, layout, None, threads))
+            return out
+    lo, hi = _extent(layout)
+    if hi - lo < SMALL_FILE and layout.container != "lazy":
+        def read_of(spec):
+            return _filled(spec, out, path, lambda raw: _pread_into(fd, raw, spec.offset))
+        return _container(path, layout, read_of)
+    source = _open._map_open_file(fd, path, "r", lo, hi - lo)
+
+    def copy_of(spec):
+        return _filled(spec, out, path, lambda raw: source.readinto(raw, spec.offset - lo, threads=threads))
+    result = _container(path, layout, copy_of, source)
+    if layout.container != "lazy":  # the copies are made: the mapping can go
+        source.close()
+    return result
+
+
+def _container(path, layout, array_of, mapping=None):
+    """What ``load`` returns for the layout: the array, a dict of arrays, or a lazy mapping of them."""
+    if layout.container == "array":
+        (spec,) = layout.arrays
+        return array_of(spec)
+    if layout.container == "lazy":
+        return NpzArrays(path, layout, array_of, mapping)
+    result = SafetensorsArrays((spec.name, array_of(spec)) for spec in layout.arrays)
+    result.metadata = layout.metadata
+    return result
+
+
+def _filled(spec: ArraySpec, out, path, fill) -> np.ndarray:
+    """A private array for ``spec`` (or ``out``), its bytes written by ``fill(raw_bytes_view)``."""
+    dest = _destination(spec, out, path)
+    if spec.nbytes:
+        raw = dest.reshape(-1, order="A").view(np.uint8) if dest.ndim else dest.reshape(1).view(np.uint8)
+        got = fill(raw)
+        if got != spec.nbytes:
+            raise bad(path, f"file ended after {got} of {spec.nbytes} bytes of array data")
     return dest
 
 
-def _destination(dtype, shape, order, out, path):
+def _destination(spec: ArraySpec, out, path) -> np.ndarray:
     if out is None:
-        return _fresh_array(dtype, shape, order)
+        return _fresh_array(spec.dtype, spec.shape, spec.order)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, not {type(out).__name__}")
-    if out.dtype != dtype or out.shape != tuple(shape):
+    if out.dtype != spec.dtype or out.shape != tuple(spec.shape):
         raise ValueError(f"out has dtype {out.dtype} and shape {out.shape}; {path} holds "
-                         f"dtype {dtype} and shape {tuple(shape)}")
-    contiguous = out.flags.f_contiguous if order == "F" else out.flags.c_contiguous
+                         f"dtype {spec.dtype} and shape {tuple(spec.shape)}")
+    contiguous = out.flags.f_contiguous if spec.order == "F" else out.flags.c_contiguous
     if not contiguous or not out.flags.writeable:
-        raise ValueError(f"out must be writable and {order}-contiguous")
+        raise ValueError(f"out must be writable and {spec.order}-contiguous")
     return out
 
 
@@ -181,16 +199,9 @@ def _maps_file(array: np.ndarray, fd: int) -> bool:
         return False
     st = os.fstat(fd)
     lo = array.ctypes.data
-    hi = lo + max(array.nbytes, 1)
-    with open("/proc/self/maps") as f:
-        for line in f:
-            fields = line.split(None, 5)
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            if start < hi and end > lo and int(fields[4]) == st.st_ino and fields[4] != "0":
-                major, minor = (int(x, 16) for x in fields[3].split(":"))
-                if os.makedev(major, minor) == st.st_dev:
-                    return True
-    return False
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+    return any(r.inode == st.st_ino and r.device == device
+               for r in procmaps.maps("self", start=lo, end=lo + max(array.nbytes, 1)))
 
 
 def _fresh_array(dtype, shape, order):
@@ -220,52 +231,11 @@ def _nbytes(dtype, shape) -> int:
     return n
 
 
-# ---- safetensors ------------------------------------------------------------------------------
-
 class SafetensorsArrays(dict):
     """The tensors of a safetensors file (name -> ndarray), with its ``metadata`` dict."""
 
     metadata: dict
 
-
-def _load_safetensors(fd, head, path, size, mode, copy, threads, policy, prefetch):
-    n = safetensors.header_length(head, path, size)
-    if 8 + n > len(head):
-        head = os.pread(fd, 8 + n, 0)
-    tensors, metadata = safetensors.parse_header(head, path, size)
-    result = SafetensorsArrays()
-    result.metadata = metadata
-    if not tensors:
-        return result
-    data_start = min(t.data_offset for t in tensors.values())
-    data_end = max(t.data_offset + _nbytes(t.dtype, t.shape) for t in tensors.values())
-    mapping = _open._map_open_file(fd, os.fspath(path), "r" if copy else mode, data_start,
-                                      data_end - data_start, **({} if copy else policy))
-    if prefetch and not copy:
-        mapping.prefetch()
-    with _closing_if(mapping, copy):
-        for t in tensors.values():
-            offset = t.data_offset - data_start
-            if copy:
-                result[t.name] = _copied(fd, path, t.dtype, t.shape, False, offset, None, threads, mapping)
-            else:
-                result[t.name] = _mapped(path, mode, t.dtype, t.shape, False, offset, policy, mapping)
-    return result
-
-
-class _closing_if:
-    def __init__(self, mapping, close):
-        self.mapping, self.close = mapping, close
-
-    def __enter__(self):
-        return self.mapping
-
-    def __exit__(self, *exc):
-        if self.close:
-            self.mapping.close()
-
-
-# ---- npz ---------------------------------------------------------------------------------------
 
 class NpzArrays(collections.abc.Mapping):
     """The arrays of an .npz file, by name (``"x"`` for member ``x.npy``).
@@ -283,68 +253,45 @@ class NpzArrays(collections.abc.Mapping):
     (['a', 'b'], array([0, 1, 2]))
     """
 
-    def __init__(self, path, mode="r", *, copy=False, threads=1, populate=False, advice=None,
-                 huge=False, prefetch=False) -> None:
+    def __init__(self, path, layout: Layout, array_of, mapping=None) -> None:
         self.path = os.fspath(path)
-        self._copy, self._threads = copy, threads
-        self._mapping = _open.open(path, "r" if copy else mode, populate=populate,
-                                      advice=advice, huge=huge)
-        if prefetch and not copy:
-            self._mapping.prefetch()
-        self._members = npz.members(self.path, self._read_at)
+        self._specs: dict[str, ArraySpec] = {str(spec.name): spec for spec in layout.arrays}
+        self._array_of = array_of
+        self._mapping = mapping
         self._arrays: dict[str, np.ndarray] = {}
-
-    def _read_at(self, offset: int, n: int) -> bytes:
-        return self._mapping[offset:offset + n]
 
     @property
     def files(self) -> list[str]:
         """Member names, as ``numpy.lib.npyio.NpzFile.files`` gives them."""
-        return list(self._members)
+        return list(self._specs)
 
     def __getitem__(self, name: str) -> np.ndarray:
         if not isinstance(name, str):
             raise KeyError(name)
-        member = self._members.get(name) or self._members.get(name.removesuffix(".npy"))
-        if member is None:
+        spec = self._specs.get(name) or self._specs.get(name.removesuffix(".npy"))
+        if spec is None:
             raise KeyError(f"{name!r} is not a member of {self.path}")
-        array = self._arrays.get(member.name)
+        if spec.refusal is not None:
+            raise ValueError(spec.refusal)
+        array = self._arrays.get(str(spec.name))
         if array is None:
-            array = self._arrays[member.name] = self._open_member(member)
+            array = self._arrays[str(spec.name)] = self._array_of(spec)
         return array
 
-    def _open_member(self, member: npz.Member) -> np.ndarray:
-        if member.compressed:
-            raise ValueError(f"{self.path}: member {member.filename!r} is compressed and cannot be "
-                             "mapped; save with numpy.savez (not savez_compressed), or use numpy.load")
-        if member.data_offset + member.size > len(self._mapping):
-            raise bad(self.path, f"member {member.filename!r} runs past the end of the file")
-        head = self._mapping[member.data_offset:member.data_offset + min(member.size, _HEAD)]
-        label = f"{self.path}[{member.filename}]"
-        _, end, _ = npy.header_span(head, label)
-        if end > len(head) and end <= member.size:
-            head = self._mapping[member.data_offset:member.data_offset + end]
-        header = npy.parse_header(head, label, member.size)
-        offset = member.data_offset + header.data_offset
-        if self._copy:
-            return _copied(None, label, header.dtype, header.shape, header.fortran_order, offset,
-                           None, self._threads, self._mapping)
-        return _mapped(label, None, header.dtype, header.shape, header.fortran_order, offset, None,
-                       self._mapping)
-
     def __iter__(self):
-        return iter(self._members)
+        return iter(self._specs)
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._specs)
 
     def close(self) -> None:
         """Drop the arrays handed out so far and unmap the file if none of them is still in use."""
         self._arrays.clear()
-        try:
-            self._mapping.close()
-        except BufferError:
-            pass  # arrays still alive keep the mapping; it goes when they do
+        if self._mapping is not None:
+            try:
+                self._mapping.close()
+            except BufferError:
+                pass  # arrays still alive keep the mapping; it goes when they do
 
     def __enter__(self):
         return self
@@ -353,7 +300,7 @@ class NpzArrays(collections.abc.Mapping):
         self.close()
 
     def __repr__(self):
-        return f"<mmio.NpzArrays {self.path!r} members={list(self._members)}>"
+        return f"<mmio.NpzArrays {self.path!r} members={list(self._specs)}>"
 
 
 # ---- raw files and new .npy files ------------------------------------------------------------------

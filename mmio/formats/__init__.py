@@ -1,30 +1,100 @@
-"""File formats mmio reads arrays from: each module turns a header into (dtype, shape, offset).
+"""File formats mmio reads arrays from, behind one protocol.
 
-Parsers here never evaluate text: they tokenize it, in time linear in its size,
-and turn every malformed or hostile header into a ``ValueError`` naming the file.
+Each format module has a ``NAME``, ``sniff(head) -> bool`` (does a file starting with these bytes look like
+mine?) and ``describe(read_at, size, path) -> Layout``: where every array of the file lies and what it is, as
+:class:`ArraySpec` records, read through ``read_at(offset, n) -> bytes``. A format never opens or maps the file;
+``mmio.load`` does that once, from the specs. Adding a format is one module and one line in ``FORMATS``.
+
+Parsers here never evaluate text: they tokenize it, in time linear in its size, and turn every malformed or
+hostile header into a ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
 
-NPY_MAGIC = b"\x93NUMPY"
-ZIP_MAGIC = b"PK\x03\x04"
-EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+ReadAt = Callable[[int, int], bytes]
+"""``read_at(offset, n)``: up to ``n`` bytes of the file from ``offset`` (fewer at its end)."""
+
+HEAD = 4096
+"""Bytes a format may expect ``read_at(0, HEAD)`` to be cheap for: the whole header of most files."""
 
 
-def detect(head: bytes, path: str = "") -> str | None:
-    """The format of a file from its first bytes: ``"npy"``, ``"npz"``, ``"safetensors"`` or ``None``.
+@dataclass(frozen=True, slots=True)
+class ArraySpec:
+    """One array of a file: its name, dtype, shape, memory order and the byte offset of its first element.
 
-    The content decides; the extension only breaks ties (there are none among these formats).
+    ``refusal`` is set instead when the array cannot be mapped (a compressed ``.npz`` member, a broken member
+    header): asking for the array raises ``ValueError(refusal)``, the other arrays of the file still load.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmio.formats import ArraySpec
+    >>> ArraySpec("w", np.dtype("<f4"), (2, 3), "C", 128).nbytes
+    24
     """
-    if head.startswith(NPY_MAGIC):
-        return "npy"
-    if head.startswith(ZIP_MAGIC) or head.startswith(EMPTY_ZIP_MAGIC):
-        return "npz"
-    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 32):
-        return "safetensors"
-    return None
+
+    name: str | None
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    order: str
+    offset: int
+    refusal: str | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of array data."""
+        n = self.dtype.itemsize
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What a format found in a file: its arrays, how ``load`` hands them out, and the file's metadata.
+
+    ``container`` is ``"array"`` (the file's one array), ``"lazy"`` (a mapping of name to array that builds each
+    array when it is first asked for, as ``numpy.load`` does for ``.npz``) or ``"dict"`` (every array at once).
+    """
+
+    format: str
+    arrays: tuple[ArraySpec, ...]
+    container: str
+    metadata: dict = field(default_factory=dict)
 
 
 def bad(path, what: str) -> ValueError:
     """The error for a malformed file: names the file and what is wrong."""
     return ValueError(f"{path}: {what}")
+
+
+def shifted(read_at: ReadAt, base: int) -> ReadAt:
+    """A ``read_at`` whose offset 0 is ``base`` of ``read_at`` (for a file inside a file)."""
+    return lambda offset, n: read_at(base + offset, n)
+
+
+def describe(read_at: ReadAt, size: int, path) -> Layout:
+    """The layout of a file of ``size`` bytes, by the first format whose ``sniff`` accepts its first bytes.
+
+    Raises
+    ------
+    ValueError
+        Naming ``path``: no format knows the file, or its format finds it malformed.
+    """
+    head = read_at(0, HEAD)
+    for module in FORMATS:
+        if module.sniff(head):
+            return module.describe(read_at, size, path)
+    raise bad(path, "not a .npy, .npz or .safetensors file (unrecognised first bytes); "
+                    "use mmio.open_array for raw binary")
+
+
+from . import npy, npz, safetensors  # noqa: E402  (the formats use the names above)
+
+FORMATS = (npy, npz, safetensors)
+"""The formats, in the order their ``sniff`` is tried."""

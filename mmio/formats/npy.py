@@ -14,8 +14,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import NPY_MAGIC, bad
+from . import HEAD, ArraySpec, Layout, ReadAt, bad
 from ._literal import LiteralError, parse
+
+NAME = "npy"
+NPY_MAGIC = b"\x93NUMPY"
 
 MAX_HEADER = 1 << 22
 """Headers longer than this (4 MiB) are refused; numpy itself stops at 10 kB by default."""
@@ -49,6 +52,31 @@ class NpyHeader(NamedTuple):
         for d in self.shape:
             n *= d
         return n
+
+
+def sniff(head: bytes) -> bool:
+    """Whether a file starting with ``head`` is a .npy file (its magic bytes)."""
+    return head.startswith(NPY_MAGIC)
+
+
+def describe(read_at: ReadAt, size: int, path) -> Layout:
+    """The one array of a .npy file of ``size`` bytes (see :mod:`mmio.formats`).
+
+    Examples
+    --------
+    >>> import io, numpy as np
+    >>> from mmio.formats import npy
+    >>> buf = io.BytesIO(); np.save(buf, np.zeros((2, 3), "<f4")); data = buf.getvalue()
+    >>> npy.describe(lambda offset, n: data[offset:offset + n], len(data), "x.npy").arrays[0]
+    ArraySpec(name=None, dtype=dtype('float32'), shape=(2, 3), order='C', offset=128, refusal=None)
+    """
+    head = read_at(0, min(size, HEAD))
+    _, end, _ = header_span(head, path)
+    if len(head) < end <= size:  # the header is longer than what was read
+        head = read_at(0, end)
+    header = parse_header(head, path, size)
+    order = "F" if header.fortran_order else "C"
+    return Layout(NAME, (ArraySpec(None, header.dtype, header.shape, order, header.data_offset),), "array")
 
 
 def header_span(head: bytes, path) -> tuple[int, int, str]:

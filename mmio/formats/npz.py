@@ -1,67 +1,105 @@
 """The .npz format: a zip archive of .npy members.
 
-Stored (uncompressed) members are mapped in place; the member's data begins
-after its *local* file header, whose extra field may differ from the central
-directory's, so the local header is read to find it.
+Stored (uncompressed) members are mapped in place; the member's data begins after its *local* file header,
+whose extra field may differ from the central directory's, so the local header is read to find it. Each member
+is described by the .npy describer at its offset. The archive is read through ``read_at``, never reopened.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import io
 import struct
 import zipfile
-from dataclasses import dataclass
 
-from . import bad
+import numpy as np
+
+from . import ArraySpec, Layout, ReadAt, bad, npy, shifted
+
+NAME = "npz"
+ZIP_MAGIC = b"PK\x03\x04"
+EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
-_LOCAL_MAGIC = b"PK\x03\x04"
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One array in an .npz: its name (without ``.npy``), where its bytes are, and how they are stored."""
-
-    name: str
-    filename: str
-    data_offset: int
-    size: int
-    compressed: bool
+def sniff(head: bytes) -> bool:
+    """Whether a file starting with ``head`` is a zip archive (an empty one included)."""
+    return head.startswith(ZIP_MAGIC) or head.startswith(EMPTY_ZIP_MAGIC)
 
 
-def members(path, read_at) -> dict[str, Member]:
-    """The .npy members of the archive at ``path``; ``read_at(offset, n)`` reads raw bytes.
+def describe(read_at: ReadAt, size: int, path) -> Layout:
+    """The members of an .npz of ``size`` bytes, named as numpy names them (``"x"`` for ``x.npy``).
 
-    Raises
-    ------
-    ValueError
-        Naming ``path``: not a zip file, a member whose local header is broken, or
-        a member that lies outside the file.
+    A member that cannot be mapped (compressed, encrypted, not a valid .npy) is described with a
+    ``refusal`` that names it; the archive as a whole is refused only when it is not a valid zip file.
     """
     try:
-        with zipfile.ZipFile(os.fsdecode(path)) as archive:  # a bytes path is not a file object
+        with zipfile.ZipFile(_Reader(read_at, size)) as archive:
             infos = archive.infolist()
     except Exception as exc:  # zipfile raises BadZipFile, NotImplementedError, UnicodeDecodeError, ...
         raise bad(path, f"not a valid .npz (zip) file: {exc}") from None
-    found = {}
+    specs = {}
     for info in infos:
-        if info.is_dir():
-            continue
-        name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-        found[name] = _member(path, info, name, read_at)
-    return found
+        if not info.is_dir():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            specs[name] = _member(read_at, size, path, info, name)
+    return Layout(NAME, tuple(specs.values()), "lazy")
 
 
-def _member(path, info: zipfile.ZipInfo, name: str, read_at) -> Member:
+def _member(read_at: ReadAt, size: int, path, info: zipfile.ZipInfo, name: str) -> ArraySpec:
+    label = f"{path}[{info.filename}]"
+    try:
+        if info.flag_bits & 0x1:
+            raise bad(path, f"member {info.filename!r} is encrypted")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(f"{path}: member {info.filename!r} is compressed and cannot be mapped; save with "
+                             "numpy.savez (not savez_compressed), or use numpy.load")
+        start = _data_offset(read_at, path, info)
+        if start + info.compress_size > size:
+            raise bad(path, f"member {info.filename!r} runs past the end of the file")
+        (spec,) = npy.describe(shifted(read_at, start), info.compress_size, label).arrays
+    except ValueError as exc:
+        return ArraySpec(name, np.dtype("u1"), (0,), "C", 0, refusal=str(exc))
+    return dataclasses.replace(spec, name=name, offset=start + spec.offset)
+
+
+def _data_offset(read_at: ReadAt, path, info: zipfile.ZipInfo) -> int:
+    """Where the member's bytes start: after its local header, whose lengths are read from the file."""
     if info.header_offset < 0:
         raise bad(path, f"member {info.filename!r}: negative local header offset")
     local = read_at(info.header_offset, _LOCAL_HEADER.size)
-    if len(local) < _LOCAL_HEADER.size or not local.startswith(_LOCAL_MAGIC):
+    if len(local) < _LOCAL_HEADER.size or not local.startswith(ZIP_MAGIC):
         raise bad(path, f"member {info.filename!r}: broken local zip header")
     fields = _LOCAL_HEADER.unpack(local)
     name_len, extra_len = fields[9], fields[10]
-    data_offset = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
-    compressed = info.compress_type != zipfile.ZIP_STORED
-    if info.flag_bits & 0x1:
-        raise bad(path, f"member {info.filename!r} is encrypted")
-    return Member(name, info.filename, data_offset, info.compress_size, compressed)
+    return info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+
+
+class _Reader(io.RawIOBase):
+    """A read-only, seekable file over ``read_at``, for :class:`zipfile.ZipFile`."""
+
+    def __init__(self, read_at: ReadAt, size: int):
+        self._read_at, self._size, self._pos = read_at, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError("seek before the start of the file")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        data = self._read_at(self._pos, min(len(buffer), max(0, self._size - self._pos)))
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import bad
+from . import HEAD, ArraySpec, Layout, ReadAt, bad
+
+NAME = "safetensors"
 
 MAX_HEADER = 100 << 20
 """Header size limit (100 MiB), as in the reference implementation."""
@@ -36,6 +38,22 @@ class Tensor:
     dtype: np.dtype
     shape: tuple[int, ...]
     data_offset: int
+
+
+def sniff(head: bytes) -> bool:
+    """Whether a file starting with ``head`` looks like safetensors: a plausible length, then ``{``."""
+    return len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 32)
+
+
+def describe(read_at: ReadAt, size: int, path) -> Layout:
+    """The tensors of a safetensors file of ``size`` bytes, in the header's order, and its metadata."""
+    head = read_at(0, min(size, HEAD))
+    n = header_length(head, path, size)
+    if 8 + n > len(head):
+        head = read_at(0, 8 + n)
+    tensors, metadata = parse_header(head, path, size)
+    specs = tuple(ArraySpec(t.name, t.dtype, t.shape, "C", t.data_offset) for t in tensors.values())
+    return Layout(NAME, specs, "dict", metadata)
 
 
 def parse_header(head: bytes, path, file_size: int) -> tuple[dict[str, Tensor], dict[str, str]]:
