@@ -18,7 +18,7 @@ import numpy as np
 
 import mmio
 
-from ._timing import interleaved, table
+from ._timing import format_table, interleaved, summarize
 
 
 def make_files(directory: str, size_mib: int) -> tuple[str, str, int]:
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         samples = interleaved(cases(raw, npy, header), args.rounds)
     print(f"array over a {args.size_mib} MiB file, {args.rounds} interleaved rounds, "
           f"numpy {np.__version__}, mmio {mmio.__version__}")
-    print(table(samples, "mmio.open(raw).array('f8')"))
+    reference = "mmio.open(raw).array('f8')"
+    print(format_table("Open latency", summarize(samples, None, reference), reference))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Usage: ``python -m benchmarks residency [--size-mib 2048] [--rounds 7] [--tree-f
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -16,7 +17,7 @@ import time
 
 import mmio
 
-from ._timing import interleaved, table
+from ._timing import format_table, interleaved, summarize
 
 
 def willneed_only(path: str, chunk: int = 8 << 20) -> None:
@@ -37,11 +38,8 @@ def sequential_read(path: str) -> None:
             pass
 
 
-def timed(action, before) -> float:
-    before()
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
+def _table(title: str, samples: dict[str, list[float]], reference: str) -> str:
+    return format_table(title, summarize(samples, None, reference), reference)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,19 +61,16 @@ def main(argv: list[str] | None = None) -> None:
         cached = interleaved({"mmio.residency(path) (mincore, per page)": lambda: mmio.residency(path),
                               "mmio.cache_stat(path) (cachestat)": lambda: mmio.cache_stat(path)},
                              args.rounds, inner=5)
-        print("\n## Cached file\n" + table(cached, "mmio.residency(path) (mincore, per page)", 1e-3, "ms"))
+        print("\n" + _table("Cached file", cached, "mmio.residency(path) (mincore, per page)"))
 
         cases = {"WILLNEED loop only (data not yet in)": lambda: willneed_only(path),
                  "sequential read (cat)": lambda: sequential_read(path),
                  "mmio.touch(path)": lambda: mmio.touch(path),
                  "mmio.touch(path, method='populate')": lambda: mmio.touch(path, method="populate")}
-        cold = {name: [] for name in cases}
-        resident = {name: [] for name in cases}
-        for _ in range(max(3, args.rounds // 2)):
-            for name, case in cases.items():
-                cold[name].append(timed(case, lambda: mmio.evict(path)))
-                resident[name].append(mmio.residency(path).fraction)
-        print("\n## Touch a cold file\n" + table(cold, "sequential read (cat)", 1e-3, "ms"))
+        resident: dict[str, list[float]] = {name: [] for name in cases}
+        cold = interleaved(cases, max(3, args.rounds // 2), before=lambda: mmio.evict(path),
+                           after=lambda name: resident[name].append(mmio.residency(path).fraction))
+        print("\n" + _table("Touch a cold file", cold, "sequential read (cat)"))
         print("resident right after: " + ", ".join(f"{name} {min(v):.1%}" for name, v in resident.items()))
 
         tree = os.path.join(tmp, "tree")
@@ -90,15 +85,12 @@ def main(argv: list[str] | None = None) -> None:
         if shutil.which("fincore"):
             commands["fincore FILES (same tree)"] = ["fincore", *files]
             commands["fincore BIG"] = ["fincore", path]
-        runs = {name: [] for name in commands}
-        for _ in range(args.rounds):
-            for name, command in commands.items():
-                start = time.perf_counter()
-                subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-                runs[name].append(time.perf_counter() - start)
+        runs = interleaved({name: functools.partial(subprocess.run, command, stdout=subprocess.DEVNULL,
+                                                    stderr=subprocess.DEVNULL, check=False)
+                            for name, command in commands.items()}, args.rounds)
         reference = "fincore FILES (same tree)" if "fincore FILES (same tree)" in runs else "mmio residency -r TREE"
-        print(f"\n## Command line, {len(files)} small files and the big one (whole process, start-up included)\n"
-              + table(runs, reference, 1e-3, "ms"))
+        print("\n" + _table(f"Command line, {len(files)} small files and the big one (whole process, start-up "
+                            "included)", runs, reference))
         print(f"\n(for scale: one `python -c 'import mmio'` costs about "
               f"{statistics.median(_startup() for _ in range(3)) * 1e3:.0f} ms here)")
 

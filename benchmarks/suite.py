@@ -35,6 +35,8 @@ import numpy as np
 
 import mmio
 
+from ._timing import format_table, interleaved, summarize
+
 GATHER = 100_000
 
 
@@ -63,11 +65,7 @@ def make_files(directory: str, size_mib: int) -> dict[str, str]:
 def evict(path: str, attempts: int = 5) -> float:
     """Drop the file from the page cache; return the resident fraction left (checked)."""
     for _ in range(attempts):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        mmio.evict(path)
         left = mmio.residency(path).fraction
         if left < 0.01:
             return left
@@ -92,58 +90,6 @@ def read_bytes() -> int:
     return 0
 
 
-# ---- timing ----------------------------------------------------------------------------------
-
-def run_rounds(cases: dict[str, Callable[[], object]], rounds: int,
-               before: Callable[[], None] | None = None) -> dict[str, list[float]]:
-    """Seconds per case per round; ``before`` runs ahead of every single case (e.g. eviction)."""
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(rounds):
-        for name, case in cases.items():
-            if before is not None:
-                before()
-            start = time.perf_counter()
-            result = case()
-            samples[name].append(time.perf_counter() - start)
-            del result
-    return samples
-
-
-def summarize(samples: dict[str, list[float]], nbytes: int | None, reference: str,
-              extra: dict[str, dict] | None = None) -> list[dict]:
-    ref = statistics.median(samples[reference])
-    rows = []
-    for name, values in samples.items():
-        median = statistics.median(values)
-        row = {"case": name, "median_s": median, "min_s": min(values), "max_s": max(values),
-               "runs": len(values), "vs_reference": ref / median if median else float("inf")}
-        if nbytes:
-            row["gb_per_s"] = nbytes / median / 1e9
-        row.update((extra or {}).get(name, {}))
-        rows.append(row)
-    return rows
-
-
-def format_table(title: str, rows: list[dict], reference: str) -> str:
-    width = max(len(r["case"]) for r in rows)
-    unit, scale = ("us", 1e6) if max(r["median_s"] for r in rows) < 1e-3 else ("ms", 1e3)
-    head = f"{'case':<{width}}  {'median':>10}  {'min-max':>19}"
-    head += "  {:>7}".format("GB/s") if "gb_per_s" in rows[0] else ""
-    head += "  {:>9}".format("disk MiB") if "disk_mib" in rows[0] else ""
-    head += f"  {'speed vs ' + reference}"
-    lines = [f"## {title}", head]
-    for r in rows:
-        line = (f"{r['case']:<{width}}  {r['median_s'] * scale:>8.2f}{unit}  "
-                f"{r['min_s'] * scale:>8.2f}-{r['max_s'] * scale:<8.2f}{unit}")
-        if "gb_per_s" in r:
-            line += f"  {r['gb_per_s']:>7.2f}"
-        if "disk_mib" in r:
-            line += f"  {r['disk_mib']:>9.1f}"
-        line += f"  {r['vs_reference']:>6.2f}x"
-        lines.append(line)
-    return "\n".join(lines)
-
-
 # ---- the groups ---------------------------------------------------------------------------------
 
 def group_open(paths, nbytes, rounds):
@@ -160,7 +106,7 @@ def group_open(paths, nbytes, rounds):
         "np.memmap(raw)": lambda: np.memmap(raw, dtype="f8", mode="r"),
         "mmap.mmap + np.frombuffer": stdlib_mmap,
     }
-    samples = run_rounds(cases, rounds * 200)
+    samples = interleaved(cases, rounds * 200)
     return summarize(samples, None, "np.load(npy, mmap_mode='r')")
 
 
@@ -175,7 +121,7 @@ def group_warm(paths, nbytes, rounds):
         "np.load(mmap_mode='r')": lambda: np.load(npy, mmap_mode="r").sum(),
         "np.memmap": lambda: np.memmap(raw, dtype="f8", mode="r").sum(),
     }
-    samples = run_rounds(cases, rounds, before=lambda: warm(npy) and warm(raw))
+    samples = interleaved(cases, rounds, before=lambda: warm(npy) and warm(raw))
     return summarize(samples, nbytes, "np.load(mmap_mode='r')")
 
 
@@ -213,7 +159,7 @@ def group_cold(paths, nbytes, rounds):
         case.name = name
         cases[name] = case
     left = []
-    samples = run_rounds(cases, rounds, before=lambda: left.append(max(evict(npy), evict(raw))))
+    samples = interleaved(cases, rounds, before=lambda: left.append(max(evict(npy), evict(raw))))
     extra = {name: {"first_scan_s": statistics.median(f for f, _ in seconds[name]),
                     "second_scan_s": statistics.median(s for _, s in seconds[name]),
                     "max_resident_before": max(left)} for name in loaders}
@@ -239,7 +185,7 @@ def group_gather(paths, nbytes, rounds):
         "np.load(mmap_mode='r')": lambda: np.load(npy, mmap_mode="r"),
     }
     cases = {name: measured(name, load) for name, load in loaders.items()}
-    samples = run_rounds(cases, rounds, before=lambda: evict(npy))
+    samples = interleaved(cases, rounds, before=lambda: evict(npy))
     extra = {name: {"disk_mib": statistics.median(disk[name]) / (1 << 20)} for name in loaders}
     return summarize(samples, None, "np.load(mmap_mode='r')", extra)
 
@@ -261,7 +207,7 @@ def group_inmemory(paths, nbytes, rounds):
         from safetensors.numpy import load_file
         cases["safetensors.numpy.load_file"] = lambda: load_file(paths["safetensors"])
         cases["mmio.load(safetensors, copy)"] = lambda: mmio.load(paths["safetensors"], copy=True, threads=2)
-    samples = run_rounds(cases, rounds, before=lambda: warm(npy) and warm(raw))
+    samples = interleaved(cases, rounds, before=lambda: warm(npy) and warm(raw))
     return summarize(samples, nbytes, "np.load")
 
 

@@ -17,7 +17,7 @@ from . import _open, formats, procmaps
 from ._files import open_regular
 from ._flags import Advice
 from ._pages import threads_argument
-from .formats import ArraySpec, Layout, bad, npy
+from .formats import ArraySpec, Layout, bad, nbytes, npy
 
 SMALL_FILE = 1 << 20
 """Below this many bytes of data, ``copy=True`` reads the file instead of mapping it (mapping costs more)."""
@@ -206,10 +206,10 @@ def _maps_file(array: np.ndarray, fd: int) -> bool:
 
 def _fresh_array(dtype, shape, order):
     """New private memory for a copy: huge-page-backed anonymous memory when large."""
-    nbytes = _nbytes(dtype, shape)
-    if nbytes < SMALL_FILE:
+    size = nbytes(dtype, shape)
+    if size < SMALL_FILE:
         return np.empty(shape, dtype, order=order)
-    memory = _open.anonymous(nbytes, shared=False, huge=True)
+    memory = _open.anonymous(size, shared=False, huge=True)
     return memory.array(dtype, shape, 0, order)
 
 
@@ -222,13 +222,6 @@ def _pread_into(fd: int, raw: np.ndarray, offset: int) -> int:
             break
         done += n
     return done
-
-
-def _nbytes(dtype, shape) -> int:
-    n = dtype.itemsize
-    for d in shape:
-        n *= d
-    return n
 
 
 class SafetensorsArrays(dict):
@@ -340,9 +333,9 @@ def open_array(path, dtype, shape=None, offset=0, mode="r", order="C"):
         mapping = _open.open(path, mode, offset=offset)
         return mapping.array(dtype, None, 0, order)
     shape = _shape(shape)
-    nbytes = _nbytes(dtype, shape)
-    size = offset + nbytes if mode == "w+" else None
-    mapping = _open.open(path, mode, offset=offset, length=nbytes, size=size)
+    length = nbytes(dtype, shape)
+    size = offset + length if mode == "w+" else None
+    mapping = _open.open(path, mode, offset=offset, length=length, size=size)
     return mapping.array(dtype, shape, 0, order)
 
 
@@ -363,7 +356,7 @@ def create(path, shape, dtype, *, fortran_order=False):
     dtype = _array_dtype(dtype)
     shape = _shape(shape)
     header = npy.build_header(dtype, shape, bool(fortran_order))
-    mapping = _open.open(path, "w+", size=len(header) + _nbytes(dtype, shape))
+    mapping = _open.open(path, "w+", size=len(header) + nbytes(dtype, shape))
     mapping[:len(header)] = header
     return mapping.array(dtype, shape, len(header), "F" if fortran_order else "C")
 

@@ -50,11 +50,11 @@ def run(size_mib: int = 256, *, out=print, directory: str | None = None) -> None
         out(f"mmio demo: {size_mib} MiB of float64 in {path}")
         seconds = _write_sample(path, size_mib << 20)
         out(f"  wrote the file                {seconds:8.2f} s")
-        _evict(path)
+        mmio.evict(path)
         mmio_us, memmap_us = _time_to_map(path)
         out(f"  map + array (mmio)            {mmio_us:8.1f} us median  "
             f"(numpy.memmap {memmap_us:.1f} us: {memmap_us / mmio_us:.1f}x slower)")
-        _evict(path)
+        mmio.evict(path)
         with mmio.open(path) as mapping:
             array = mapping.array("f8")
             out(_residency_line("resident before scan", mapping))
@@ -76,14 +76,6 @@ def _write_sample(path: str, nbytes: int) -> float:
         f.flush()
         os.fdatasync(f.fileno())
     return time.perf_counter() - start
-
-
-def _evict(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def _time_to_map(path: str, rounds: int = 51) -> tuple[float, float]:

@@ -48,10 +48,7 @@ class ArraySpec:
     @property
     def nbytes(self) -> int:
         """Bytes of array data."""
-        n = self.dtype.itemsize
-        for d in self.shape:
-            n *= d
-        return n
+        return nbytes(self.dtype, self.shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +63,14 @@ class Layout:
     arrays: tuple[ArraySpec, ...]
     container: str
     metadata: dict = field(default_factory=dict)
+
+
+def nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
+    """Bytes of an array of ``dtype`` and ``shape`` (Python ints: no overflow)."""
+    n = dtype.itemsize
+    for d in shape:
+        n *= d
+    return n
 
 
 def bad(path, what: str) -> ValueError:

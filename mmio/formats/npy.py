@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import HEAD, ArraySpec, Layout, ReadAt, bad
+from . import HEAD, ArraySpec, Layout, ReadAt, bad, nbytes
 from ._literal import LiteralError, parse
 
 NAME = "npy"
@@ -48,10 +48,7 @@ class NpyHeader(NamedTuple):
     @property
     def nbytes(self) -> int:
         """Bytes of array data."""
-        n = self.dtype.itemsize
-        for d in self.shape:
-            n *= d
-        return n
+        return nbytes(self.dtype, self.shape)
 
 
 def sniff(head: bytes) -> bool:

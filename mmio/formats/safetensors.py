@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import HEAD, ArraySpec, Layout, ReadAt, bad
+from . import HEAD, ArraySpec, Layout, ReadAt, bad, nbytes
 
 NAME = "safetensors"
 
@@ -117,11 +117,9 @@ def _tensor(path, name: str, entry, base: int) -> Tensor:
             or not all(type(o) is int and o >= 0 for o in offsets) or offsets[0] > offsets[1]):
         raise bad(path, f"tensor {name!r}: data_offsets {offsets!r} is not [begin, end]")
     dtype = DTYPES[code]
-    nbytes = dtype.itemsize
-    for d in shape:
-        nbytes *= d
-    if offsets[1] - offsets[0] != nbytes:
-        raise bad(path, f"tensor {name!r}: {code} {shape} needs {nbytes} bytes, "
+    size = nbytes(dtype, tuple(shape))
+    if offsets[1] - offsets[0] != size:
+        raise bad(path, f"tensor {name!r}: {code} {shape} needs {size} bytes, "
                         f"data_offsets span {offsets[1] - offsets[0]}")
     return Tensor(name, dtype, tuple(shape), base + offsets[0])
 
