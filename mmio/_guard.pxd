@@ -10,3 +10,8 @@ cdef int populate(char* start, size_t n, size_t page, bint write, bint touch_fal
 cdef int parallel_copy(char* dst, const char* src, size_t n, int threads,
                        const char* lo, const char* hi, const char* lo2, const char* hi2,
                        const char** fault) noexcept nogil
+cdef int copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step, size_t n,
+              const char* lo, const char* hi, const char* lo2, const char* hi2, bint release_gil,
+              const char** fault) except -1
+cdef object fault_error(const char* fault, str what, const char* data, Py_ssize_t length, const char* lo,
+                        object path)

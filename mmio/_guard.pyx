@@ -6,7 +6,10 @@ running thread armed.  This module is the one copy of that state: other Cython
 modules reach the loops by ``cimport``.
 """
 
+cimport mmio._posix as _posix
 from mmio._errors cimport raise_errno
+from mmio._pages cimport page_size
+from ._errors import MappingFaultError
 
 cdef extern from "sigbus.h" nogil:
     int mmio_guard_install()
@@ -54,6 +57,47 @@ cdef int parallel_copy(char* dst, const char* src, size_t n, int threads,
                        const char* lo, const char* hi, const char* lo2, const char* hi2,
                        const char** fault) noexcept nogil:
     return mmio_parallel_copy(dst, src, n, threads, lo, hi, lo2, hi2, fault)
+
+
+cdef int copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step, size_t n,
+              const char* lo, const char* hi, const char* lo2, const char* hi2, bint release_gil,
+              const char** fault) except -1:
+    """:c:func:`guarded_copy` with the handler installed, the GIL released if asked; 0, or 1 after a SIGBUS
+    (``fault`` set). The caller keeps both ranges mapped meanwhile."""
+    cdef int rc
+    install()
+    if release_gil:
+        with nogil:
+            rc = mmio_guarded_copy(dst, dst_step, src, src_step, n, lo, hi, lo2, hi2, fault)
+    else:
+        rc = mmio_guarded_copy(dst, dst_step, src, src_step, n, lo, hi, lo2, hi2, fault)
+    return 0 if rc == 0 else 1
+
+
+cdef object fault_error(const char* fault, str what, const char* data, Py_ssize_t length, const char* lo,
+                        object path):
+    """The MappingFaultError for a SIGBUS at ``fault`` during an access from ``lo`` on, in the mapping
+    ``[data, data+length)`` of ``path``. The offset reported is the first byte of the access that faults."""
+    if fault != NULL and not (data <= fault < data + length):
+        return MappingFaultError(
+            _posix.EFAULT, f"could not {what}: the other buffer's memory could not be accessed "
+            "(is it a mapping of a file that was truncated?)", offset=None)
+    cdef size_t page = page_size()
+    cdef const char* first = NULL
+    if fault != NULL and lo != NULL and lo <= fault:
+        # A copy may run backwards: find the lowest page that faults, for the report.
+        first = first_fault(<char*>lo, <size_t>(fault - lo) + 1, page)
+        if first != NULL:
+            fault = first
+        fault = <const char*>(<size_t>fault & ~(page - 1))  # the page's first byte ...
+        if fault < lo:
+            fault = lo                                        # ... or the access's, if it starts later
+    offset = <Py_ssize_t>(fault - data) if fault != NULL else None
+    where = f" at offset {offset}" if offset is not None else ""
+    return MappingFaultError(
+        _posix.EFAULT,
+        f"could not {what} the mapping{where}: the page is past the end of the file (was the file truncated?)",
+        *((path,) if path is not None else ()), offset=offset)
 
 
 def handler_installed():

@@ -58,4 +58,3 @@ cdef class Mapping:
     cdef int _check_writable(self) except -1
     cdef int _copy(self, char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
                    Py_ssize_t n, bint writing) except -1
-    cdef int _raise_fault(self, const char* fault, str what, const char* lo, Py_ssize_t span) except -1

@@ -29,7 +29,6 @@ from mmio._files cimport file_size, truncate
 from mmio._pages cimport (Span, covering, range_call, mincore_pages, integer, check_range, check_threads,
                           plain_key, byte_value, checked_index, plain_shape,
                           page_size, MADVISE, MLOCK, MLOCK_ONFAULT, MUNLOCK, MSYNC)
-from ._errors import MappingFaultError
 from ._flags import Advice, Prot
 from ._pages import kernel_older_than
 from .residency import Residency
@@ -417,51 +416,26 @@ cdef class Mapping:
                    Py_ssize_t n, bint writing) except -1:
         """Copy between the mapping and a contiguous buffer (``src`` when writing, ``dst`` when
         reading), SIGBUS guarded on both sides; the GIL is released for large copies."""
-        cdef const char* fault = NULL
-        cdef const char* other = dst
-        cdef const char* mine = src  # the mapping's side
-        cdef Py_ssize_t step = src_step
-        if writing:
-            other, mine, step = src, dst, dst_step
-        cdef int rc
         if n == 0:
             return 0
-        _guard.install()
-        if n < GIL_FREE_COPY:
-            rc = _guard.guarded_copy(dst, dst_step, src, src_step, n, self.data,
-                                     self.data + self.length, other, other + n, &fault)
-        else:
+        cdef const char* fault = NULL
+        cdef const char* other = src if writing else dst
+        cdef const char* mine = dst if writing else src  # the mapping's side
+        cdef Py_ssize_t step = dst_step if writing else src_step
+        cdef bint big = n >= GIL_FREE_COPY
+        cdef int rc
+        if big:
             self.acquire()  # another thread's close() must not unmap under the copy
-            try:
-                with nogil:
-                    rc = _guard.guarded_copy(dst, dst_step, src, src_step, n, self.data,
-                                             self.data + self.length, other, other + n, &fault)
-            finally:
+        try:
+            rc = _guard.copy(dst, dst_step, src, src_step, n, self.data, self.data + self.length,
+                             other, other + n, big, &fault)
+        finally:
+            if big:
                 self.release()
         if rc != 0:
-            self._raise_fault(fault, "write" if writing else "read",
-                              mine if step > 0 else mine + (n - 1) * step, (n - 1) * abs(step) + 1)
+            raise _guard.fault_error(fault, "write" if writing else "read", self.data, self.length,
+                                     mine if step > 0 else mine + (n - 1) * step, self._path)
         return 0
-
-    cdef int _raise_fault(self, const char* fault, str what, const char* lo, Py_ssize_t span) except -1:
-        """Raise MappingFaultError for a SIGBUS at ``fault`` during an access to ``[lo, lo+span)``."""
-        if fault != NULL and not (self.data <= fault < self.data + self.length):
-            raise MappingFaultError(
-                _posix.EFAULT, f"could not {what}: the other buffer's memory could not be accessed "
-                "(is it a mapping of a file that was truncated?)", offset=None)
-        cdef const char* first = NULL
-        if fault != NULL and lo != NULL and lo <= fault:
-            # A copy may run backwards: find the lowest page that faults, for the report.
-            first = _guard.first_fault(<char*>lo, <size_t>(fault - lo) + 1, PAGE)
-            if first != NULL:
-                fault = first
-        offset = <Py_ssize_t>(fault - self.data) if fault != NULL else None
-        where = f" at offset {offset}" if offset is not None else ""
-        raise MappingFaultError(
-            _posix.EFAULT,
-            f"could not {what} the mapping{where}: the page is past the end of the file "
-            "(was the file truncated?)",
-            *((self._path,) if self._path is not None else ()), offset=offset)
 
     cdef int _write_slice(self, slice key, object value) except -1:
         cdef Py_buffer source
@@ -802,7 +776,7 @@ cdef class Mapping:
             finally:
                 self.release()
             if rc != 0:
-                self._raise_fault(fault, "read", self.data + start, n)
+                raise _guard.fault_error(fault, "read", self.data, self.length, self.data + start, self._path)
             return n
         finally:
             PyBuffer_Release(&dst)
@@ -961,7 +935,7 @@ cdef class Mapping:
         finally:
             self.release()
         if err == _posix.EFAULT:
-            self._raise_fault(fault, "populate", NULL, 0)
+            raise _guard.fault_error(fault, "populate", self.data, self.length, NULL, self._path)
         if err:
             raise_oserror(err, "could not prefault the mapping", self._path)
         return 0
