@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -60,3 +61,23 @@ def run_python(code, *, setup="", check=True, timeout=120):
     if check and proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def sparse_file(path, pages=256, pattern=(0, 3, 4, 5, 17, 100, 101, 200, 255)):
+    """A file with exactly the given pages cached: written, evicted, then read with no read-ahead."""
+    path.write_bytes(os.urandom(pages * mmio.PAGE_SIZE))
+    evict(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        for page in pattern:
+            os.pread(fd, 1, page * mmio.PAGE_SIZE)
+    finally:
+        os.close(fd)
+    return path
+
+
+def fincore(*paths):
+    out = subprocess.run(["fincore", "--json", "-b", *map(str, paths)], capture_output=True, text=True,
+                         check=True).stdout
+    return {row["file"]: row for row in json.loads(out)["fincore"]}

@@ -246,7 +246,7 @@ def test_advice_the_kernel_refuses_names_it(data_file, monkeypatch):
             m.advise("populate_write")
 
 
-# ---- found in the second review -----------------------------------------------------------------
+# ---- races, refusals and faults across the control methods ---------------------------------------
 
 def test_populate_over_prot_none_refuses_instead_of_crashing():
     proc = run_python("""

@@ -333,7 +333,7 @@ def test_repr(data_file):
     assert repr(mmio.anonymous(10)) == "<mmio.Mapping anonymous mode='r+' size=10>"
 
 
-# ---- hostile inputs (found in review) -------------------------------------------------------
+# ---- hostile arguments: callbacks that close the mapping, cycles, numpy scalars, huge numbers ------
 
 class ClosesOnIndex:
     def __init__(self, mapping, value):

@@ -365,7 +365,7 @@ def test_anonymous_populate_resident():
         assert m.residency().resident == 16
 
 
-# ---- hostile inputs (found in review) -------------------------------------------------------
+# ---- hostile targets and arguments: NUL bytes, FIFOs, discarding advice, huge numbers ---------------
 
 def test_nul_byte_in_path_is_refused_before_anything_is_opened(data_file):
     path, payload = data_file

@@ -13,29 +13,9 @@ import numpy as np
 import pytest
 
 import mmio
-from conftest import evict, run_python
+from conftest import evict, fincore, run_python, sparse_file
 
 PAGE = mmio.PAGE_SIZE
-
-
-def sparse_file(path, pages=256, pattern=(0, 3, 4, 5, 17, 100, 101, 200, 255)):
-    """A file with exactly the given pages cached: written, evicted, then read with no read-ahead."""
-    path.write_bytes(os.urandom(pages * PAGE))
-    evict(path)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
-        for page in pattern:
-            os.pread(fd, 1, page * PAGE)
-    finally:
-        os.close(fd)
-    return path
-
-
-def fincore(*paths):
-    out = subprocess.run(["fincore", "--json", "-b", *map(str, paths)], capture_output=True, text=True,
-                         check=True).stdout
-    return {row["file"]: row for row in json.loads(out)["fincore"]}
 
 
 def test_counts_agree_with_fincore(tmp_path):
@@ -172,128 +152,6 @@ def test_plot_needs_matplotlib_or_draws():
         assert "50.0%" in ax.get_title()
 
 
-# ---- the command line ----------------------------------------------------------------------------
-
-def cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "mmio", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
-    if check and proc.returncode not in (0, 1):
-        raise AssertionError(proc.stderr)
-    return proc
-
-
-def test_cli_residency_json_matches_fincore(tmp_path):
-    files = [sparse_file(tmp_path / "a.bin"), sparse_file(tmp_path / "b.bin", 32, (5,))]
-    proc = cli("residency", "--json", *files)
-    assert proc.returncode == 0
-    report = json.loads(proc.stdout)
-    theirs = fincore(*files)
-    for row in report["files"]:
-        assert row["pages"] == int(theirs[row["file"]]["pages"])
-        assert row["res"] == int(theirs[row["file"]]["res"])
-        assert row["size"] == int(theirs[row["file"]]["size"])
-    assert report["total"]["pages"] == sum(r["pages"] for r in report["files"])
-
-
-def test_cli_residency_table_recursion_and_failures(tmp_path):
-    (tmp_path / "d" / "e").mkdir(parents=True)
-    for name in ("d/x", "d/e/y"):
-        (tmp_path / name).write_bytes(bytes(3 * PAGE))
-    flat = cli("residency", "-b", tmp_path / "d")
-    assert flat.returncode == 0
-    assert flat.stdout.splitlines()[0].split() == ["RES", "PAGES", "SIZE", "FILE"]
-    assert len(flat.stdout.splitlines()) == 2
-    deep = cli("residency", "-r", "-v", tmp_path / "d", tmp_path / "missing")
-    assert deep.returncode == 1 and "missing" in deep.stderr
-    lines = deep.stdout.splitlines()
-    assert any(line.endswith(" total") for line in lines)
-    assert any(line.endswith("/d/e/y") for line in lines) and any(line.strip(".*+") == "" for line in lines)
-
-
-def test_cli_touch_evict_maps_and_usage(tmp_path):
-    path = tmp_path / "f.bin"
-    path.write_bytes(os.urandom(32 * PAGE))
-    assert "0 pages still cached" in cli("evict", "--sync", path).stdout
-    assert "32 pages cached" in cli("touch", path).stdout
-    assert "32 pages cached" in cli("touch", "--method", "populate", path).stdout
-    maps = cli("maps")
-    assert maps.returncode == 0 and "[stack]" in maps.stdout
-    child = subprocess.Popen(["sleep", "30"])
-    try:
-        regions = json.loads(cli("maps", "--json", child.pid).stdout)
-    finally:
-        child.kill()
-        child.wait()
-    assert any(r["path"] and r["path"].endswith("sleep") for r in regions)
-    assert cli("residency", check=False).returncode == 2
-    assert cli("maps", "999999999", check=False).returncode == 1
-
-
-def test_cli_lock_holds_until_terminated(tmp_path):
-    path = tmp_path / "f.bin"
-    path.write_bytes(os.urandom(64 * PAGE))
-    proc = subprocess.Popen([sys.executable, "-m", "mmio", "lock", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().startswith("locked 1 files")
-        status = open(f"/proc/{proc.pid}/status").read()
-        locked_kb = int(status.split("VmLck:")[1].split()[0])
-        assert locked_kb >= 64 * PAGE // 1024
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert "released" in out and proc.returncode == 0, err
-
-
-# ---- found in the fourth review ------------------------------------------------------------------
-
-def test_walk_survives_symlink_loops_and_deep_trees(tmp_path):
-    d = tmp_path / "d"
-    d.mkdir()
-    (d / "a").write_bytes(b"hi")
-    os.symlink("loop", d / "loop")
-    proc = cli("residency", "-r", d)
-    assert proc.returncode == 1 and "d/a" in proc.stdout and "loop" in proc.stderr
-    deep = tmp_path / "deep"
-    levels = [deep]
-    for _ in range(1100):  # deeper than Python's default recursion limit
-        levels.append(levels[-1] / "x")
-    for level in levels:
-        level.mkdir()
-    (levels[-1] / "f").write_bytes(b"x")
-    try:
-        proc = cli("residency", "-r", deep)
-        assert proc.returncode == 0 and proc.stdout.rstrip().endswith("/f")
-    finally:
-        (levels[-1] / "f").unlink()
-        for level in reversed(levels):
-            level.rmdir()
-    table = mmio.residency(d)
-    assert any(row.error for row in table) and any(row.residency for row in table)
-
-
-def test_odd_file_names_in_the_cli_and_the_html(tmp_path):
-    for name in (b"bad\xff", b"ctl\x01x", b"a<b&'c"):
-        (tmp_path / os.fsdecode(name)).write_bytes(b"x" * 10)
-    env = dict(os.environ, PYTHONIOENCODING="utf-8:strict")
-    proc = subprocess.run([sys.executable, "-m", "mmio", "residency", str(tmp_path)], capture_output=True,
-                          text=True, env=env, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.splitlines()) == 5  # header, three files, total
-    page = mmio.residency(tmp_path)._repr_html_()
-    ET.fromstring(page)
-    page.encode("utf-8")
-    r = mmio.residency(tmp_path / os.fsdecode(b"ctl\x01x"))
-    from mmio.display import residency_html
-    ET.fromstring(residency_html(r, label=os.fsdecode(b"ctl\x01x\xff")))
-
-
-def test_lock_with_nothing_to_lock_exits_at_once():
-    proc = cli("lock", "/nonexistent/file")
-    assert proc.returncode == 1 and "nonexistent" in proc.stderr
-
-
 def test_sparse_residency_shows_in_the_strip():
     from mmio.display import svg_strip
     pages = np.zeros(12800, bool)
@@ -305,9 +163,3 @@ def test_sparse_residency_shows_in_the_strip():
     assert colours == {"#2b6cb0"}
 
 
-def test_bad_pid_is_bad_usage_and_huge_chunks_are_refused(tmp_path):
-    assert cli("maps", "abc", check=False).returncode == 2
-    path = tmp_path / "f"
-    path.write_bytes(b"x")
-    with pytest.raises(ValueError, match="chunk"):
-        mmio.touch(path, chunk=2 ** 70)

@@ -1,0 +1,100 @@
+"""The format protocol: each format sniffs a head and describes its arrays through read_at, nothing else."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from mmio import formats
+from mmio.formats import ArraySpec, npy, npz, safetensors
+
+
+def reader(data: bytes):
+    """``read_at`` over bytes in memory: a format that reopened the file by name would fail here."""
+    return lambda offset, n: data[offset:offset + n]
+
+
+def saved(array, version=None) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, array, version=version)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("array", [np.arange(6.0).reshape(2, 3), np.asfortranarray(np.ones((3, 2), "<i2")),
+                                   np.zeros((), "u1"), np.zeros((0, 5), ">f4"),
+                                   np.zeros(3, [("a", "<i4"), ("b", "S3")])])
+@pytest.mark.parametrize("version", [(1, 0), (2, 0)])
+def test_npy_describes_what_numpy_wrote(array, version):
+    data = saved(array, version)
+    layout = npy.describe(reader(data), len(data), "a.npy")
+    (spec,) = layout.arrays
+    assert layout.container == "array" and npy.sniff(data)
+    assert spec.dtype == array.dtype and spec.shape == array.shape
+    assert spec.order == ("F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C")
+    assert data[spec.offset:spec.offset + spec.nbytes] == array.tobytes(order="A")
+    assert spec.offset % 64 == 0 and spec.offset + spec.nbytes == len(data)
+
+
+def test_npy_reads_a_header_longer_than_the_first_read():
+    array = np.zeros(2, [(f"field_{i:04d}", "<f8") for i in range(400)])  # a ~10 KiB header
+    data = saved(array)
+    reads = []
+    spec = npy.describe(lambda o, n: reads.append((o, n)) or data[o:o + n], len(data), "a.npy").arrays[0]
+    assert spec.offset > formats.HEAD and spec.dtype == array.dtype
+    assert reads == [(0, formats.HEAD), (0, spec.offset)]
+
+
+def test_npz_members_are_described_at_their_offsets_without_reopening():
+    arrays = {"a": np.arange(5), "b": np.ones((2, 2), "f4"), "nested/c": np.zeros(3, "u1")}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    data = buf.getvalue()
+    layout = npz.describe(reader(data), len(data), "x.npz")
+    assert npz.sniff(data) and layout.container == "lazy"
+    specs = {spec.name: spec for spec in layout.arrays}
+    assert set(specs) == set(arrays)
+    for name, array in arrays.items():
+        spec = specs[name]
+        assert spec.refusal is None and spec.dtype == array.dtype and spec.shape == array.shape
+        assert data[spec.offset:spec.offset + spec.nbytes] == array.tobytes()
+
+
+def test_npz_member_that_cannot_be_mapped_is_refused_by_name_and_the_rest_still_load():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("ok.npy", saved(np.arange(3)))
+        z.writestr(zipfile.ZipInfo("packed.npy"), saved(np.arange(3)), compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("junk.npy", b"not an npy")
+    data = buf.getvalue()
+    specs = {s.name: s for s in npz.describe(reader(data), len(data), "x.npz").arrays}
+    assert specs["ok"].refusal is None
+    assert "'packed.npy' is compressed" in specs["packed"].refusal and "x.npz" in specs["packed"].refusal
+    assert "x.npz[junk.npy]" in specs["junk"].refusal
+
+
+def test_safetensors_describes_tensors_and_metadata():
+    header = {"__metadata__": {"format": "pt"},
+              "w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+              "b": {"dtype": "I64", "shape": [1], "data_offsets": [16, 24]}}
+    raw = json.dumps(header).encode()
+    data = len(raw).to_bytes(8, "little") + raw + bytes(range(24))
+    layout = safetensors.describe(reader(data), len(data), "m.safetensors")
+    assert safetensors.sniff(data) and layout.container == "dict" and layout.metadata == {"format": "pt"}
+    assert [(s.name, s.dtype, s.shape, s.offset) for s in layout.arrays] == [
+        ("w", np.dtype("<f4"), (2, 2), 8 + len(raw)), ("b", np.dtype("<i8"), (1,), 8 + len(raw) + 16)]
+
+
+def test_describe_picks_the_format_by_content_and_names_unknown_files():
+    np_bytes = saved(np.arange(3))
+    assert formats.describe(reader(np_bytes), len(np_bytes), "misnamed.safetensors").format == "npy"
+    with pytest.raises(ValueError, match=r"^raw\.bin: not a \.npy, \.npz or \.safetensors file"):
+        formats.describe(reader(b"\x00" * 64), 64, "raw.bin")
+    assert [module.NAME for module in formats.FORMATS] == ["npy", "npz", "safetensors"]
+
+
+def test_array_spec_size_is_exact_for_any_shape():
+    assert ArraySpec(None, np.dtype("<f8"), (), "C", 0).nbytes == 8
+    assert ArraySpec(None, np.dtype("<f8"), (0, 10 ** 30), "C", 0).nbytes == 0
+    assert ArraySpec(None, np.dtype("u1"), (2 ** 40, 2 ** 40), "C", 0).nbytes == 2 ** 80
