@@ -99,5 +99,6 @@ def open_regular(path, mode, verb):
 
     For mmio's Python layers (``load``); the caller closes ``fd``.
     """
+    path = os.fspath(path)
     cdef int fd = open_path(path, mode, True, verb)
     return fd, file_size(fd, path, True, verb, False)

@@ -98,6 +98,7 @@ cdef object _mincore_file(int fd, object path, long long offset, long long lengt
 
 def file_residency(path, offset=0, length=None):
     """Which pages of a file are in the page cache (see :func:`mmio.residency`)."""
+    path = os.fspath(path)  # errors name the file as a str (or bytes), never as a Path object
     cdef int fd = _open_file(path, "read the residency of")
     try:
         _cachestat_usable(fd, path)
@@ -136,6 +137,7 @@ def cache_stat(path, offset=0, length=None):
     >>> mmio.cache_stat("/tmp/mmio-doc.bin").cached
     2
     """
+    path = os.fspath(path)  # errors name the file as a str (or bytes), never as a Path object
     cdef int fd = _open_file(path, "read the page-cache figures of")
     cdef _posix.mmio_cachestat cs
     cdef int err
@@ -204,6 +206,7 @@ def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, prog
     """
     if method not in ("willneed", "populate"):
         raise ValueError(f"method must be 'willneed' or 'populate', not {method!r}")
+    path = os.fspath(path)
     chunk = integer(chunk, "chunk")
     if not PAGE <= chunk <= CHUNK_MAX:
         raise ValueError(f"chunk must be between one page ({PAGE} bytes) and 1 TiB, got {chunk}")
@@ -282,6 +285,7 @@ def evict(path, *, sync=False):
     >>> mmio.evict("/tmp/mmio-doc.bin", sync=True)
     0
     """
+    path = os.fspath(path)  # errors name the file as a str (or bytes), never as a Path object
     cdef int fd = _open_file(path, "evict")
     cdef int err = 0
     try:

@@ -148,12 +148,20 @@ def test_cli_exit_status(argv, status, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_demo_refuses_a_size_the_disk_cannot_hold(tmp_path):
-    free_mib = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize >> 20
-    proc = subprocess.run([sys.executable, "-m", "mmio", "demo", "--size", str(free_mib + 1), "--dir", str(tmp_path)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert "free" in proc.stderr and str(tmp_path) in proc.stderr
+def test_demo_refuses_a_size_the_disk_or_the_ram_cannot_hold(tmp_path, monkeypatch, capsys):
+    from mmio import cli, demo
+
+    class Filesystem:  # 100 MiB free, whatever the machine's disk holds right now
+        f_bavail, f_frsize = 100 << 8, 4096
+
+    monkeypatch.setattr(demo.os, "statvfs", lambda path: Filesystem)
+    assert cli.main(["demo", "--size", "101", "--dir", str(tmp_path)]) == 2
+    assert f"--size 101 MiB does not fit: {tmp_path} has 100 MiB free" in capsys.readouterr().err
+    ram_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+    Filesystem.f_bavail = 1 << 40
+    with pytest.raises(ValueError, match=f"more than this machine's {ram_mib} MiB of RAM"):
+        demo.check_size(ram_mib + 1, str(tmp_path))
+    demo.check_size(100, str(tmp_path))  # what fits is accepted
     assert list(tmp_path.iterdir()) == []
 
 
