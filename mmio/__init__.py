@@ -19,7 +19,7 @@ from ._process import lock_all, unlock_all
 from ._residency import cache_stat, evict, touch
 from .arrays import create, load, open_array
 from .procmaps import Region, maps
-from .residency import CacheStat, Residency, residency
+from .pagecache import CacheStat, Residency, residency
 
 __version__ = "0.1.0"
 

@@ -4,7 +4,7 @@ from typing_extensions import Buffer
 
 from ._flags import Advice
 from ._mapping import Mapping
-from .residency import Residency
+from .pagecache import Residency
 
 def advise(
     obj: Mapping | Buffer, advice: Advice | str | int, offset: int = 0, length: int | None = None,

@@ -11,7 +11,7 @@ from mmio._mapping cimport Mapping
 from mmio._pages cimport (Span, covering, inside, range_call, mincore_pages, integer, check_range, page_size,
                           MADVISE, MLOCK, MLOCK_ONFAULT, MUNLOCK)
 from ._flags import Advice
-from .residency import Residency
+from .pagecache import Residency
 
 cdef size_t ADDRESS_LIMIT = (<size_t>1) << 57  # above any user address, even with 5-level page tables
 

@@ -14,4 +14,4 @@ cdef int copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_st
               const char* lo, const char* hi, const char* lo2, const char* hi2, bint release_gil,
               const char** fault) except -1
 cdef object fault_error(const char* fault, str what, const char* data, Py_ssize_t length, const char* lo,
-                        object path)
+                        Py_ssize_t step, object path)

@@ -75,9 +75,11 @@ cdef int copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_st
 
 
 cdef object fault_error(const char* fault, str what, const char* data, Py_ssize_t length, const char* lo,
-                        object path):
-    """The MappingFaultError for a SIGBUS at ``fault`` during an access from ``lo`` on, in the mapping
-    ``[data, data+length)`` of ``path``. The offset reported is the first byte of the access that faults."""
+                        Py_ssize_t step, object path):
+    """The MappingFaultError for a SIGBUS at ``fault`` during an access to every ``step``-th byte from ``lo`` on,
+    in the mapping ``[data, data+length)`` of ``path``. The offset reported is the first byte of the access that
+    faults: the first accessed byte on or after the first page that faults (past a truncated end, every page
+    after the first bad one is bad too)."""
     if fault != NULL and not (data <= fault < data + length):
         return MappingFaultError(
             _posix.EFAULT, f"could not {what}: the other buffer's memory could not be accessed "
@@ -89,9 +91,8 @@ cdef object fault_error(const char* fault, str what, const char* data, Py_ssize_
         first = first_fault(<char*>lo, <size_t>(fault - lo) + 1, page)
         if first != NULL:
             fault = first
-        fault = <const char*>(<size_t>fault & ~(page - 1))  # the page's first byte ...
-        if fault < lo:
-            fault = lo                                        # ... or the access's, if it starts later
+        fault = <const char*>(<size_t>fault & ~(page - 1))  # the page's first byte, then the access's next one
+        fault = lo + ((<size_t>(fault - lo) + step - 1) // step) * step if fault > lo else lo
     offset = <Py_ssize_t>(fault - data) if fault != NULL else None
     where = f" at offset {offset}" if offset is not None else ""
     return MappingFaultError(

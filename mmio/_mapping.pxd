@@ -39,6 +39,7 @@ cdef class Mapping:
     # for _open (the constructors) and the methods themselves
     cdef int map_fd(self, int fd, Py_ssize_t length, Py_ssize_t offset, bint populate) except -1
     cdef int madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
+    cdef int _discard(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
     cdef int populate_range(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1
 
     # internal

@@ -9,7 +9,7 @@ from typing_extensions import Buffer
 import numpy.typing as npt
 
 from ._flags import Advice, Prot
-from .residency import Residency
+from .pagecache import Residency
 from .procmaps import Region
 
 _AdviceLike = Advice | str | int

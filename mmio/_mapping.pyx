@@ -31,7 +31,7 @@ from mmio._pages cimport (Span, covering, range_call, mincore_pages, integer, ch
                           page_size, MADVISE, MLOCK, MLOCK_ONFAULT, MUNLOCK, MSYNC)
 from ._flags import Advice, Prot
 from ._pages import kernel_older_than
-from .residency import Residency
+from .pagecache import Residency
 from . import procmaps
 
 cnp.import_array()
@@ -332,7 +332,7 @@ cdef class Mapping:
             raise ValueError(f"cannot map dtype {descr}: its items have no size")
         if order not in ("C", "F"):
             raise ValueError(f"order must be 'C' or 'F', not {order!r}")
-        offset = operator.index(offset)
+        offset = integer(offset, "offset")
         dims = None if shape is None else plain_shape(shape)
         self.check_open()
         if offset < 0 or offset > self.length:
@@ -434,7 +434,7 @@ cdef class Mapping:
                 self.release()
         if rc != 0:
             raise _guard.fault_error(fault, "write" if writing else "read", self.data, self.length,
-                                     mine if step > 0 else mine + (n - 1) * step, self._path)
+                                     mine if step > 0 else mine + (n - 1) * step, abs(step), self._path)
         return 0
 
     cdef int _write_slice(self, slice key, object value) except -1:
@@ -640,7 +640,7 @@ cdef class Mapping:
         ...     len(m)
         20
         """
-        new_size = operator.index(new_size)
+        new_size = integer(new_size, "new_size")
         self.check_open()
         if new_size < 0:
             raise ValueError(f"new_size must not be negative, got {new_size}")
@@ -776,7 +776,7 @@ cdef class Mapping:
             finally:
                 self.release()
             if rc != 0:
-                raise _guard.fault_error(fault, "read", self.data, self.length, self.data + start, self._path)
+                raise _guard.fault_error(fault, "read", self.data, self.length, self.data + start, 1, self._path)
             return n
         finally:
             PyBuffer_Release(&dst)
@@ -815,7 +815,28 @@ cdef class Mapping:
             what = ("punches a hole in the file" if advice == Advice.REMOVE and not self._anonymous
                     else f"throws away the data of this {'private' if not self._shared else 'anonymous'} memory")
             raise ValueError(f"advice {advice.name} {what}; pass discard=True if that is what you want")
-        self.madvise(advice, start, count)
+        if advice.throws_away(private=self._anonymous or not self._shared):
+            self._discard(advice, start, count)
+        else:
+            self.madvise(advice, start, count)
+
+    cdef int _discard(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1:
+        """Advice that throws data away, on the pages of ``[start, start+count)`` that hold no other byte of
+        the mapping: a page the range shares with bytes outside it is spared (at the mapping's own edges the
+        rest of the page is not the mapping's bytes, so the edge pages go)."""
+        cdef Span span
+        span.first = <size_t>(self.data + start)
+        span.end = <size_t>(self.data + start + count)
+        span.first = span.first & ~(PAGE - 1) if start == 0 else (span.first + PAGE - 1) & ~(PAGE - 1)
+        span.end = (span.end + PAGE - 1) & ~(PAGE - 1) if start + count == self.length else span.end & ~(PAGE - 1)
+        if span.end <= span.first:
+            return 0
+        self.acquire()
+        try:
+            range_call(MADVISE, span, advice, f"could not apply advice {advice.name}", self._path)
+        finally:
+            self.release()
+        return 0
 
     cdef int madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1:
         """Apply ``advice`` (already checked) to every page of ``[start, start+count)``."""
@@ -838,7 +859,7 @@ cdef class Mapping:
         self.resolve_range(offset, length, &start, &count)
         if not PAGE <= chunk <= PREFETCH_CHUNK_MAX:
             raise ValueError(f"chunk must be between one page ({PAGE} bytes) and 1 TiB, got {chunk}")
-        cdef size_t step = chunk
+        cdef size_t step = (<size_t>chunk + PAGE - 1) & ~(PAGE - 1)  # madvise takes page-aligned starts
         cdef Span whole = covering(<size_t>(self.data + start), count), part
         self.acquire()
         try:
@@ -935,7 +956,7 @@ cdef class Mapping:
         finally:
             self.release()
         if err == _posix.EFAULT:
-            raise _guard.fault_error(fault, "populate", self.data, self.length, NULL, self._path)
+            raise _guard.fault_error(fault, "populate", self.data, self.length, NULL, 1, self._path)
         if err:
             raise_oserror(err, "could not prefault the mapping", self._path)
         return 0

@@ -3,7 +3,7 @@
 import os
 from collections.abc import Callable
 
-from .residency import CacheStat, Residency
+from .pagecache import CacheStat, Residency
 
 _Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 

@@ -17,7 +17,7 @@ cimport mmio._posix as _posix
 from mmio._errors cimport raise_errno, raise_oserror
 from mmio._files cimport open_path, file_size
 from mmio._pages cimport Span, covering, mincore_pages, integer, check_range, page_size
-from .residency import CacheStat, Residency
+from .pagecache import CacheStat, Residency
 
 cdef size_t PAGE = page_size()
 cdef long long CHUNK_MAX = 1 << 40

@@ -87,7 +87,7 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
     fd, size = open_regular(path, mode, "load")
     try:
         label = os.fspath(path)
-        layout = formats.describe(_pread_at(fd), size, label)
+        layout = formats.describe(_pread_at(fd, size), size, label)
         if out is not None and layout.container != "array":
             raise ValueError("out= is for a single .npy array")
         if copy:
@@ -98,14 +98,19 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
         os.close(fd)
 
 
-def _pread_at(fd: int):
-    """``read_at`` over an open file, for the formats; the first bytes are read once."""
+def _pread_at(fd: int, size: int):
+    """``read_at`` over an open file of ``size`` bytes, for the formats; the first bytes are read once.
+
+    Reads past the end give no bytes, whatever the offset a hostile header names.
+    """
     first = os.pread(fd, formats.HEAD, 0)
 
     def read_at(offset: int, n: int) -> bytes:
         if offset + n <= len(first):
             return first[offset:offset + n]
-        return os.pread(fd, n, offset)
+        if offset < 0 or n <= 0 or offset >= size:
+            return b""
+        return os.pread(fd, min(n, size - offset), offset)
     return read_at
 
 
@@ -201,7 +206,7 @@ def _maps_file(array: np.ndarray, fd: int) -> bool:
     lo = array.ctypes.data
     device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
     return any(r.inode == st.st_ino and r.device == device
-               for r in procmaps.maps("self", start=lo, end=lo + max(array.nbytes, 1)))
+               for r in procmaps.maps("self", start=lo, end=lo + max(array.nbytes, 1), figures=False))
 
 
 def _fresh_array(dtype, shape, order):
@@ -270,6 +275,9 @@ class NpzArrays(collections.abc.Mapping):
         if array is None:
             array = self._arrays[str(spec.name)] = self._array_of(spec)
         return array
+
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and (name in self._specs or name.removesuffix(".npy") in self._specs)
 
     def __iter__(self):
         return iter(self._specs)

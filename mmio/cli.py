@@ -18,7 +18,7 @@ import time
 import mmio
 
 from ._units import human_bytes
-from .residency import walk
+from .pagecache import walk
 
 
 def _positive_int(text: str) -> int:

@@ -104,7 +104,7 @@ class Region:
         return self.anon_huge_pages + self.shmem_pmd_mapped + self.file_pmd_mapped
 
 
-def maps(pid: int | str = "self", *, start: int = 0, end: int | None = None) -> list[Region]:
+def maps(pid: int | str = "self", *, start: int = 0, end: int | None = None, figures: bool = True) -> list[Region]:
     """The memory regions of a process: ``/proc/PID/maps`` with ``smaps`` figures.
 
     Parameters
@@ -113,6 +113,9 @@ def maps(pid: int | str = "self", *, start: int = 0, end: int | None = None) -> 
         The process.
     start, end : int
         Only regions overlapping ``[start, end)`` (addresses); default all.
+    figures : bool
+        ``False`` reads only ``/proc/PID/maps``: the figures stay 0 and ``vm_flags`` empty, but the kernel
+        need not walk every region's page tables (``smaps`` costs milliseconds per GiB of mapped memory).
 
     Raises
     ------
@@ -138,21 +141,25 @@ def maps(pid: int | str = "self", *, start: int = 0, end: int | None = None) -> 
         if number <= 0:
             raise ValueError(f"pid must be a positive int or 'self', not {pid!r}")
         pid = number
-    path = f"/proc/{pid}/smaps"
+    path = f"/proc/{pid}/{'smaps' if figures else 'maps'}"
     try:
         with open(path, "rb") as f:
             text = f.read().decode("utf-8", "surrogateescape")
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no process with pid {pid}", path) from None
-    return _parse(text, start, end)
+    return _parse(text, start, end, figures)
 
 
-def _parse(text: str, start: int, end: int | None) -> list[Region]:
+def _parse(text: str, start: int, end: int | None, with_figures: bool = True) -> list[Region]:
     regions = []
     header = None
     figures: dict[str, Any] = {}
     for line in text.splitlines():
         if not line:
+            continue
+        if not with_figures:  # /proc/PID/maps: one line per region
+            if (fields := _header(line, start, end)) is not None:
+                regions.append(Region(*fields))
             continue
         if line[0].isupper():  # "Rss:   8 kB" or "VmFlags: rd mr"; headers start with hex digits
             key, _, rest = line.partition(":")

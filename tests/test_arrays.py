@@ -1,7 +1,9 @@
 """mmio.load / open_array / create against numpy and the real safetensors package."""
 
+import io
 import itertools
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -226,3 +228,33 @@ def test_create_refuses_objects(tmp_path):
         mmio.create(tmp_path / "o.npy", 3, object)
     with pytest.raises(ValueError, match="negative"):
         mmio.create(tmp_path / "o.npy", (-1,), "f8")
+
+
+def test_npz_membership_does_not_map_or_raise(tmp_path):
+    path = tmp_path / "mixed.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("ok.npy", _npy_bytes(np.arange(3)))
+        z.writestr(zipfile.ZipInfo("packed.npy"), _npy_bytes(np.arange(3)), compress_type=zipfile.ZIP_DEFLATED)
+    arrays = mmio.load(path)
+    assert "packed" in arrays and "packed.npy" in arrays and "ok" in arrays and "missing" not in arrays
+    assert 3 not in arrays
+    with pytest.raises(ValueError, match="'packed.npy' is compressed"):
+        arrays["packed"]
+
+
+def test_reads_past_the_end_give_nothing_whatever_the_offset(tmp_path):
+    from mmio.arrays import _pread_at
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        read_at = _pread_at(fd, 10)
+        assert read_at(2 ** 70, 16) == b"" and read_at(5, 100) == b"xxxxx" and read_at(-1, 4) == b""
+    finally:
+        os.close(fd)
+
+
+def _npy_bytes(array):
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()

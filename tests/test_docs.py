@@ -55,7 +55,7 @@ def test_the_public_modules_have_examples_to_run():
     import importlib
     counts = {name: doctest.testmod(importlib.import_module(name), extraglobs={"mmio": mmio, "np": __import__("numpy")},
                                     optionflags=doctest.ELLIPSIS, verbose=False, report=False).attempted
-              for name in ("mmio._mapping", "mmio._open", "mmio._buffers", "mmio._residency", "mmio.residency",
+              for name in ("mmio._mapping", "mmio._open", "mmio._buffers", "mmio._residency", "mmio.pagecache",
                            "mmio.arrays", "mmio._flags")}
     assert all(counts.values()), counts
 

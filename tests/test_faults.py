@@ -124,3 +124,24 @@ def test_populate_checks_a_whole_file():
     with mmio.open("/dev/zero", length=PAGE) as m:
         with pytest.raises(TypeError, match="writable"):
             m.populate(write=True)
+
+
+def test_the_offset_reported_is_the_first_byte_the_access_could_not_read():
+    proc = run_python(setup=SETUP, code="""
+        m = mmio.open(path, offset=100)                  # the mapping starts mid-page in the file
+        os.truncate(path, 3 * PAGE)                      # mapping offsets from 3 * PAGE - 100 on are gone
+        for key in [slice(PAGE + 9, PAGE - 11, -1), slice(3 * PAGE - 1, PAGE - 11, -1),
+                    slice(6 * PAGE, 100, -3), slice(100, 6 * PAGE, 3), slice(2 * PAGE, 6 * PAGE)]:  # as below
+            try:
+                m[key]
+                print("no error")
+            except mmio.MappingFaultError as e:
+                print(e.offset)
+    """)
+    first_bad = 3 * PAGE - 100
+    keys = [slice(PAGE + 9, PAGE - 11, -1), slice(3 * PAGE - 1, PAGE - 11, -1), slice(6 * PAGE, 100, -3),
+            slice(100, 6 * PAGE, 3), slice(2 * PAGE, 6 * PAGE)]
+    expected = [str(min((i for i in range(8 * PAGE)[key] if i >= first_bad), default="no error"))
+                for key in keys]
+    assert expected[0] == "no error" and expected[2] != str(first_bad)  # the cases differ as intended
+    assert proc.stdout.splitlines() == expected

@@ -98,3 +98,37 @@ def test_array_spec_size_is_exact_for_any_shape():
     assert ArraySpec(None, np.dtype("<f8"), (), "C", 0).nbytes == 8
     assert ArraySpec(None, np.dtype("<f8"), (0, 10 ** 30), "C", 0).nbytes == 0
     assert ArraySpec(None, np.dtype("u1"), (2 ** 40, 2 ** 40), "C", 0).nbytes == 2 ** 80
+
+
+def test_npz_entries_that_share_one_member_are_described_once():
+    # A hostile archive: many directory entries naming the bytes of one member with a 1 MiB header. Reading
+    # each entry's header would cost entries x header; the describer's work must stay linear in the file.
+    member = saved(np.zeros(2, [(f"f{i:06d}", "<f8") for i in range(40000)]), version=(2, 0))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.npy", member)
+    data = bytearray(buf.getvalue())
+    end = data.rindex(b"PK\x05\x06")
+    central = data.index(b"PK\x01\x02")
+    entry = bytes(data[central:end])
+    copies = [entry.replace(b"a.npy", f"{i:05d}".encode()) for i in range(200)]
+    directory = entry + b"".join(copies)
+    tail = bytearray(data[end:])
+    tail[8:10] = tail[10:12] = (len(copies) + 1).to_bytes(2, "little")
+    tail[12:16] = len(directory).to_bytes(4, "little")
+    hostile = bytes(data[:central]) + directory + bytes(tail)
+    read = []
+    layout = npz.describe(lambda o, n: read.append(n) or hostile[o:o + n], len(hostile), "bomb.npz")
+    assert len(layout.arrays) == 201 and all(s.refusal is None for s in layout.arrays)
+    assert sum(read) < 3 * len(hostile)
+
+
+def test_npz_member_offsets_outside_the_file_are_refused_by_name():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.npy", saved(np.arange(3)))
+    data = bytearray(buf.getvalue())
+    central = data.index(b"PK\x01\x02")
+    data[central + 42:central + 46] = (0xFFFFFFF0).to_bytes(4, "little")  # the local header's offset
+    (spec,) = npz.describe(reader(bytes(data)), len(data), "far.npz").arrays
+    assert "far.npz: member 'a.npy': local header offset 4294967280 is outside the file" == spec.refusal

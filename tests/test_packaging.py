@@ -295,3 +295,9 @@ def test_build_requires_a_setuptools_that_reads_the_license_expression():
     build_system = re.search(r"^\[build-system\]\nrequires = \[(.*?)\]", text, re.M).group(1)
     minimum = re.search(r'"setuptools>=(\d+)', build_system)
     assert minimum and int(minimum.group(1)) >= 77, build_system
+
+
+def test_the_value_module_does_not_hide_the_residency_function():
+    import mmio.pagecache
+    assert callable(mmio.residency) and mmio.residency is mmio.pagecache.residency
+    assert mmio.pagecache.ResidencyTable.__module__ == "mmio.pagecache"

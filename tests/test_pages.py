@@ -93,3 +93,27 @@ def test_a_refused_advice_is_explained_on_every_entry_point():
             with pytest.raises(OSError, match=explained) as info:
                 call()
             assert info.value.errno == 22
+
+
+def test_discarding_advice_on_a_mapping_spares_bytes_outside_the_range():
+    with mmio.anonymous(3 * PAGE, shared=False) as m:
+        m[:] = b"x" * (3 * PAGE)
+        m.advise("dontneed", 10, 20, discard=True)            # inside one page: nothing may go
+        assert m[:] == b"x" * (3 * PAGE)
+        m.advise("dontneed", 0, PAGE + 10, discard=True)      # the first page only: the second holds bytes after
+        assert m[:PAGE] == bytes(PAGE) and m[PAGE:] == b"x" * (2 * PAGE)
+        m.advise("dontneed", PAGE + 1, discard=True)          # to the end: the last page goes, the shared one stays
+        assert m[PAGE:2 * PAGE] == b"x" * PAGE and m[2 * PAGE:] == bytes(PAGE)
+
+
+def test_prefetch_accepts_a_chunk_that_is_not_a_page_multiple():
+    with mmio.anonymous(4 * PAGE) as m:
+        m.prefetch(chunk=PAGE + 1)
+
+
+def test_mapping_arguments_say_what_they_want(data_file):
+    with mmio.open(data_file[0], "c") as m:
+        with pytest.raises(TypeError, match="offset must be an integer, not float"):
+            m.array("u1", offset=1.5)
+        with pytest.raises(TypeError, match="new_size must be an integer, not float"):
+            m.resize(1.5)

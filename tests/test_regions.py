@@ -209,3 +209,12 @@ def test_residency_of_a_file_the_kernel_hides(public_dir):
             print(e.errno, "neither own nor may write" in str(e))
     """)
     assert proc.stdout.split() == [str(errno.EPERM), "True"]
+
+
+def test_maps_without_figures_lists_the_same_regions_cheaply():
+    with mmio.anonymous(4 * PAGE, populate=True) as m:
+        full = mmio.maps("self", start=m.address, end=m.address + len(m))
+        quick = mmio.maps("self", start=m.address, end=m.address + len(m), figures=False)
+    assert [(r.start, r.end, r.perms, r.inode, r.path) for r in quick] == [
+        (r.start, r.end, r.perms, r.inode, r.path) for r in full]
+    assert full[0].rss == 4 * PAGE and quick[0].rss == 0 and quick[0].vm_flags == frozenset()

@@ -39,11 +39,16 @@ def describe(read_at: ReadAt, size: int, path) -> Layout:
             infos = archive.infolist()
     except Exception as exc:  # zipfile raises BadZipFile, NotImplementedError, UnicodeDecodeError, ...
         raise bad(path, f"not a valid .npz (zip) file: {exc}") from None
-    specs = {}
+    specs: dict[str, ArraySpec] = {}
+    described: dict[tuple, ArraySpec] = {}  # entries sharing bytes are described once: work stays linear in size
     for info in infos:
         if not info.is_dir():
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-            specs[name] = _member(read_at, size, path, info, name)
+            key = (info.header_offset, info.compress_size, info.compress_type, info.flag_bits)
+            shared = described.get(key)
+            if shared is None:
+                shared = described[key] = _member(read_at, size, path, info, name)
+            specs[name] = dataclasses.replace(shared, name=name)
     return Layout(NAME, tuple(specs.values()), "lazy")
 
 
@@ -55,7 +60,7 @@ def _member(read_at: ReadAt, size: int, path, info: zipfile.ZipInfo, name: str) 
         if info.compress_type != zipfile.ZIP_STORED:
             raise ValueError(f"{path}: member {info.filename!r} is compressed and cannot be mapped; save with "
                              "numpy.savez (not savez_compressed), or use numpy.load")
-        start = _data_offset(read_at, path, info)
+        start = _data_offset(read_at, size, path, info)
         if start + info.compress_size > size:
             raise bad(path, f"member {info.filename!r} runs past the end of the file")
         (spec,) = npy.describe(shifted(read_at, start), info.compress_size, label).arrays
@@ -64,10 +69,10 @@ def _member(read_at: ReadAt, size: int, path, info: zipfile.ZipInfo, name: str) 
     return dataclasses.replace(spec, name=name, offset=start + spec.offset)
 
 
-def _data_offset(read_at: ReadAt, path, info: zipfile.ZipInfo) -> int:
+def _data_offset(read_at: ReadAt, size: int, path, info: zipfile.ZipInfo) -> int:
     """Where the member's bytes start: after its local header, whose lengths are read from the file."""
-    if info.header_offset < 0:
-        raise bad(path, f"member {info.filename!r}: negative local header offset")
+    if not 0 <= info.header_offset <= size - _LOCAL_HEADER.size:
+        raise bad(path, f"member {info.filename!r}: local header offset {info.header_offset} is outside the file")
     local = read_at(info.header_offset, _LOCAL_HEADER.size)
     if len(local) < _LOCAL_HEADER.size or not local.startswith(ZIP_MAGIC):
         raise bad(path, f"member {info.filename!r}: broken local zip header")

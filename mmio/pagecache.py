@@ -1,9 +1,10 @@
-"""Residency values: which pages of a range are in RAM (:class:`Residency`), the page-cache figures of a
-file (:class:`CacheStat`), and the residency of many files (:class:`ResidencyTable`, from directory walks).
+"""Page-cache residency values: which pages of a range are in RAM (:class:`Residency`), the page-cache
+figures of a file (:class:`CacheStat`), and the residency of many files (:class:`ResidencyTable`, from
+directory walks).
 
-Plain Python over numpy: the compiled modules measure (``_residency`` for files, ``_buffers`` and
-``Mapping.residency`` for memory) and hand their answers to these types. :func:`residency` is the public
-entry point that picks the measurement for its target.
+Plain Python over numpy, named ``pagecache`` so that ``mmio.residency`` stays the function. The compiled
+modules measure (``_residency`` for files, ``_buffers`` and ``Mapping.residency`` for memory) and hand their
+answers to these types; :func:`residency` is the public entry point that picks the measurement for its target.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def residency(target, offset=0, length=None, *, recursive=False, progress=None):
     target : str, os.PathLike, Mapping, buffer, directory or list of paths
         A path is mapped without touching its pages and probed with
         ``mincore(2)``; offsets are then file offsets.  A directory or a list
-        of paths gives a :class:`~mmio.residency.ResidencyTable` (one row per
+        of paths gives a :class:`~mmio.pagecache.ResidencyTable` (one row per
         file, errors included, a table of strips in notebooks).
     offset, length : int
         Byte range within the target (not for directories and lists).
