@@ -13,23 +13,20 @@ cimport mmio._posix as _posix
 from mmio._errors cimport raise_errno, raise_oserror
 
 
-cdef int open_path(object path, str mode, bint regular_only, str verb) except -1:
+cdef int open_path(object path, str mode, bint regular_only, str verb, long long* size=NULL) except -1:
     """Open ``path`` for ``mode`` ("r"/"c" read-only, "r+" read-write, "w+" create or truncate).
 
     With ``regular_only`` the type is checked before opening (opening some devices has side
     effects) and again after (the name may have changed hands in between). The open is
     non-blocking, so a FIFO is refused rather than waited on; regular files ignore the flag.
+    With ``regular_only``, ``size`` (if given) receives the file's size.
     """
     cdef bytes encoded = os.fsencode(path)
     if b"\0" in encoded:
         raise ValueError(f"embedded null byte in path {path!r}")
-    if regular_only:
-        try:
-            st_mode = os.stat(encoded).st_mode
-        except OSError:
-            pass  # open() below reports it with the common wording
-        else:
-            _refuse_kind(path, st_mode, verb, True)
+    cdef _posix.stat st
+    if regular_only and _posix.c_stat(encoded, &st) == 0:  # a failure is reported by open() below
+        _refuse_kind(path, st.st_mode, verb, True)
     cdef int flags = _posix.O_CLOEXEC | _posix.O_NONBLOCK
     if mode == "w+":
         flags |= _posix.O_RDWR | _posix.O_CREAT | _posix.O_TRUNC
@@ -42,10 +39,12 @@ cdef int open_path(object path, str mode, bint regular_only, str verb) except -1
         raise_errno(f"could not open the file for {'read-write' if mode in ('r+', 'w+') else 'reading'}", path)
     if regular_only:
         try:
-            file_size(fd, path, True, verb, False)
+            found = file_size(fd, path, True, verb, False)
         except BaseException:
             _posix.close(fd)
             raise
+        if size != NULL:
+            size[0] = found
     return fd
 
 
@@ -99,6 +98,7 @@ def open_regular(path, mode, verb):
 
     For mmio's Python layers (``load``); the caller closes ``fd``.
     """
+    cdef long long size = 0
     path = os.fspath(path)
-    cdef int fd = open_path(path, mode, True, verb)
-    return fd, file_size(fd, path, True, verb, False)
+    fd = open_path(path, mode, True, verb, &size)
+    return fd, size

@@ -68,6 +68,7 @@ cdef extern from "<sys/stat.h>" nogil:
         mode_t st_mode
         off_t st_size
     int fstat(int fd, stat* buf)
+    int c_stat "stat"(const char* path, stat* buf)
     bint S_ISREG(mode_t mode)
     bint S_ISDIR(mode_t mode)
     bint S_ISBLK(mode_t mode)

@@ -92,8 +92,7 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
             raise ValueError("out= is for a single .npy array")
         if copy:
             return _copies(fd, label, layout, out, threads)
-        return _views(fd, label, layout, mode, threads, dict(populate=populate, advice=advice, huge=huge),
-                      prefetch)
+        return _views(fd, label, layout, mode, threads, populate, advice, huge, prefetch)
     finally:
         os.close(fd)
 
@@ -116,23 +115,28 @@ def _pread_at(fd: int, size: int):
 
 def _extent(layout: Layout) -> tuple[int, int]:
     """The byte range ``[lo, hi)`` of the file that holds every mappable array of the layout."""
+    if layout.container == "array":
+        (spec,) = layout.arrays
+        return spec.offset, spec.offset + spec.nbytes
     specs = [s for s in layout.arrays if s.refusal is None]
     if not specs:
         return 0, 0
     return min(s.offset for s in specs), max(s.offset + s.nbytes for s in specs)
 
 
-def _views(fd, path, layout, mode, threads, policy, prefetch):
+def _views(fd, path, layout, mode, threads, populate, advice, huge, prefetch):
     """Zero-copy arrays: map the data once, with the policies, and view every array in it."""
     lo, hi = _extent(layout)
     # With threads, prefault after mapping, in parallel (MADV_POPULATE_READ per thread).
-    parallel = policy["populate"] and threads > 1
-    mapping = _open._map_open_file(fd, path, mode, lo, hi - lo, **{**policy, "populate": policy["populate"]
-                                                                   and not parallel})
+    parallel = populate and threads > 1
+    mapping = _open._map_open_file(fd, path, mode, lo, hi - lo, populate and not parallel, huge, advice)
     if parallel:
         mapping.populate(threads=threads)
     if prefetch:
         mapping.prefetch()
+    if layout.container == "array":  # the common case, without the container's indirection
+        spec = layout.arrays[0]
+        return mapping.array(spec.dtype, spec.shape, 0, spec.order)
     return _container(path, layout, lambda spec: mapping.array(spec.dtype, spec.shape, spec.offset - lo,
                                                                 spec.order), mapping)
 

@@ -11,8 +11,7 @@ hostile header into a ``ValueError`` naming the file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -23,8 +22,7 @@ HEAD = 4096
 """Bytes a format may expect ``read_at(0, HEAD)`` to be cheap for: the whole header of most files."""
 
 
-@dataclass(frozen=True, slots=True)
-class ArraySpec:
+class ArraySpec(NamedTuple):
     """One array of a file: its name, dtype, shape, memory order and the byte offset of its first element.
 
     ``refusal`` is set instead when the array cannot be mapped (a compressed ``.npz`` member, a broken member
@@ -51,8 +49,7 @@ class ArraySpec:
         return nbytes(self.dtype, self.shape)
 
 
-@dataclass(frozen=True, slots=True)
-class Layout:
+class Layout(NamedTuple):
     """What a format found in a file: its arrays, how ``load`` hands them out, and the file's metadata.
 
     ``container`` is ``"array"`` (the file's one array), ``"lazy"`` (a mapping of name to array that builds each
@@ -62,7 +59,7 @@ class Layout:
     format: str
     arrays: tuple[ArraySpec, ...]
     container: str
-    metadata: dict = field(default_factory=dict)
+    metadata: dict = {}  # never mutated: a format with metadata passes its own dict
 
 
 def nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:

@@ -7,7 +7,6 @@ is described by the .npy describer at its offset. The archive is read through ``
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import struct
 import zipfile
@@ -48,7 +47,7 @@ def describe(read_at: ReadAt, size: int, path) -> Layout:
             shared = described.get(key)
             if shared is None:
                 shared = described[key] = _member(read_at, size, path, info, name)
-            specs[name] = dataclasses.replace(shared, name=name)
+            specs[name] = shared._replace(name=name)
     return Layout(NAME, tuple(specs.values()), "lazy")
 
 
@@ -66,7 +65,7 @@ def _member(read_at: ReadAt, size: int, path, info: zipfile.ZipInfo, name: str) 
         (spec,) = npy.describe(shifted(read_at, start), info.compress_size, label).arrays
     except ValueError as exc:
         return ArraySpec(name, np.dtype("u1"), (0,), "C", 0, refusal=str(exc))
-    return dataclasses.replace(spec, name=name, offset=start + spec.offset)
+    return spec._replace(name=name, offset=start + spec.offset)
 
 
 def _data_offset(read_at: ReadAt, size: int, path, info: zipfile.ZipInfo) -> int:
