@@ -29,7 +29,6 @@ import platform
 import statistics
 import tempfile
 import time
-from typing import Callable
 
 import numpy as np
 

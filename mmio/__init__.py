@@ -12,9 +12,10 @@ except ModuleNotFoundError as _missing:
     raise _source_tree_error(_missing) from None
 from ._buffers import advise, lock, unlock
 from ._errors import MappingFaultError
-from ._flags import PAGE_SIZE, Advice, Prot
+from ._flags import Advice, Prot
 from ._limits import memlock_limit
 from ._open import anonymous, open
+from ._pages import PAGE_SIZE
 from ._process import lock_all, unlock_all
 from ._residency import cache_stat, evict, touch
 from .arrays import create, load, open_array

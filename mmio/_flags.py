@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 
 from . import _constants
-from ._pages import PAGE_SIZE
 
 _TRAITS: dict[str, tuple[str, str | None]] = {}
 

@@ -1,6 +1,5 @@
 """Type stubs for the compiled Mapping module."""
 
-import os
 from types import TracebackType
 from typing import Literal, overload
 

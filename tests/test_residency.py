@@ -1,19 +1,15 @@
 """File residency: agreement with util-linux fincore, cachestat, touch/evict, the picture, the CLI."""
 
 import errno
-import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
 import mmio
-from conftest import evict, fincore, run_python, sparse_file
+from conftest import fincore, run_python, sparse_file
 
 PAGE = mmio.PAGE_SIZE
 
