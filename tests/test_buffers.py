@@ -3,7 +3,15 @@
 The risky cases run in a child interpreter, so a crash shows as a failed child, not a dead test run.
 """
 
+import mmap
+
+import numpy as np
+import pytest
+
+import mmio
 from conftest import run_python
+
+PAGE = mmio.PAGE_SIZE
 
 
 def test_discarding_advice_on_a_heap_buffer_spares_the_bytes_around_it():
@@ -55,3 +63,44 @@ def test_strides_that_reach_outside_any_address_space_are_refused():
                     print("ValueError", "outside any address space" in str(e))
     """)
     assert proc.stdout.splitlines() == ["ValueError True"] * 9
+
+
+# ---- stdlib mmap, numpy.memmap and views ---------------------------------------------------------
+
+
+def test_any_buffer_on_stdlib_mmap():
+    mm = mmap.mmap(-1, 8 * PAGE)
+    mm[3 * PAGE] = 1
+    r = mmio.residency(mm)
+    assert r.to_string() == "...*...." and r.length == 8 * PAGE
+    part = mmio.residency(mm, 3 * PAGE - 1, 2)
+    assert (part.total, part.resident, part.runs()) == (2, 1, [(3 * PAGE, 3 * PAGE + 1)])
+    mmio.advise(mm, "random")
+    addr = [row for row in mmio.maps() if "rr" in row.vm_flags]
+    assert addr, "random advice not visible in smaps"
+    mmio.lock(mm, 0, PAGE)
+    assert mmio.residency(mm, 0, PAGE).resident == 1
+    mmio.unlock(mm)
+    with pytest.raises(ValueError, match="discard=True"):
+        mmio.advise(mm, "dontneed")
+    mmio.advise(mm, "remove", discard=True)
+    assert mm[3 * PAGE] == 0
+    mm.close()  # mmio released the buffer it held
+
+
+def test_any_buffer_on_numpy_memmap_and_views(tmp_path):
+    path = tmp_path / "arr.f8"
+    np.arange(4 * PAGE // 8 * 4, dtype="f8").tofile(path)
+    arr = np.memmap(path, dtype="f8", mode="r")
+    whole = mmio.residency(arr)
+    assert whole.total == 16 and whole.length == 16 * PAGE
+    view = arr[PAGE // 8 * 2: PAGE // 8 * 5: 7]   # strided, pages 2-4
+    r = mmio.residency(view)
+    assert r.total == 3
+    backwards = mmio.residency(arr[::-1])
+    assert backwards.total == 16
+    mmio.advise(arr, "willneed")
+    with pytest.raises(ValueError, match="outside the buffer"):
+        mmio.residency(arr, 0, 17 * PAGE)
+    with pytest.raises(TypeError):
+        mmio.residency(3.5)

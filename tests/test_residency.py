@@ -159,3 +159,35 @@ def test_sparse_residency_shows_in_the_strip():
     assert colours == {"#2b6cb0"}
 
 
+# ---- residency of a path -------------------------------------------------------------------------
+
+
+def test_residency_of_a_path(tmp_path):
+    from conftest import evict
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(8 * PAGE))
+    evict(path)
+    with open(path, "rb") as f:
+        f.seek(2 * PAGE)
+        f.read(PAGE)
+    r = mmio.residency(path)
+    assert r.pages[2] and r.total == 8
+    part = mmio.residency(path, PAGE + 5, 2 * PAGE)
+    assert part.offset == PAGE + 5 and part.total == 3 and part.pages[1]
+    with pytest.raises(FileNotFoundError):
+        mmio.residency(tmp_path / "missing")
+
+
+def test_residency_of_a_file_the_kernel_hides(public_dir):
+    path = public_dir / "root-owned.bin"
+    path.write_bytes(bytes(PAGE))
+    os.chmod(path, 0o644)
+    proc = run_python(f"""
+        import os, mmio
+        os.setgid(65534); os.setuid(65534)
+        try:
+            mmio.residency({str(path)!r})
+        except PermissionError as e:
+            print(e.errno, "neither own nor may write" in str(e))
+    """)
+    assert proc.stdout.split() == [str(errno.EPERM), "True"]

@@ -5,6 +5,8 @@ Each scenario runs in a child interpreter so a regression kills the child, not t
 
 import signal
 
+import pytest
+
 import mmio
 from conftest import run_python
 
@@ -17,7 +19,6 @@ path = os.path.join(tempfile.mkdtemp(), "shrinks.bin")
 with open(path, "wb") as f:
     f.write(bytes(range(256)) * (8 * PAGE // 256))
 """
-
 
 def test_truncated_file_raises_instead_of_killing_the_process():
     proc = run_python(setup=SETUP, code="""
@@ -117,7 +118,6 @@ def test_populate_checks_a_whole_file():
     with mmio.anonymous(64 * PAGE) as m:
         m.populate(write=True, threads=3)
         assert m.residency().fraction == 1.0
-    import pytest
     with mmio.anonymous(PAGE) as m:
         with pytest.raises(ValueError, match="threads"):
             m.populate(threads=0)
@@ -145,3 +145,78 @@ def test_the_offset_reported_is_the_first_byte_the_access_could_not_read():
                 for key in keys]
     assert expected[0] == "no error" and expected[2] != str(first_bad)  # the cases differ as intended
     assert proc.stdout.splitlines() == expected
+
+
+# ---- guarded accesses next to protection and other mappings --------------------------------------
+
+
+def test_unowned_sigbus_still_kills_and_guard_survives_a_kill_signal(tmp_path):
+    proc = run_python(f"""
+        import os, signal, mmio
+        P = mmio.PAGE_SIZE
+        path = {str(tmp_path / "f.bin")!r}
+        open(path, "wb").write(bytes(4 * P))
+        m = mmio.open(path)
+        m[0]
+        os.truncate(path, P)
+        try:
+            m[2 * P]
+        except mmio.MappingFaultError:
+            print("guarded", flush=True)
+        os.kill(os.getpid(), signal.SIGBUS)   # the default action: the process dies
+        print("survived")
+    """, check=False)
+    assert proc.stdout == "guarded\n" and proc.returncode == -signal.SIGBUS
+
+
+def test_copy_from_another_truncated_mapping_is_guarded(tmp_path):
+    proc = run_python(f"""
+        import os, mmio
+        P = mmio.PAGE_SIZE
+        path = {str(tmp_path / "src.bin")!r}
+        open(path, "wb").write(bytes(4 * P))
+        src = mmio.open(path, "r+")
+        dst = mmio.anonymous(4 * P)
+        os.truncate(path, P)
+        for action in (lambda: dst.__setitem__(slice(0, 4 * P), memoryview(src)),  # reads src
+                       lambda: dst.readinto(memoryview(src))):                      # writes src
+            try:
+                action()
+            except mmio.MappingFaultError as e:
+                print("guarded", e.offset)
+    """)
+    assert proc.stdout.split() == ["guarded", "None", "guarded", "None"]
+
+
+def test_fault_offset_is_the_first_bad_page(tmp_path):
+    proc = run_python(f"""
+        import os, mmio
+        P = mmio.PAGE_SIZE
+        path = {str(tmp_path / "f.bin")!r}
+        open(path, "wb").write(bytes(1024 * P))
+        m = mmio.open(path)
+        os.truncate(path, P)
+        for action in (lambda: m[:], lambda: m.readinto(bytearray(1024 * P), threads=2),
+                       lambda: m[P - 10:P + 10]):
+            try:
+                action()
+            except mmio.MappingFaultError as e:
+                print(e.offset)
+    """)
+    assert proc.stdout.split() == [str(PAGE)] * 3
+
+
+def test_populate_over_prot_none_refuses_instead_of_crashing():
+    proc = run_python("""
+        import mmio
+        P = mmio.PAGE_SIZE
+        m = mmio.anonymous(2 * P)
+        m.protect("none", 0, P)
+        try:
+            m.populate()
+        except PermissionError as e:
+            print("refused")
+        m.populate(P, P)
+        print("second page ok")
+    """)
+    assert proc.stdout.splitlines() == ["refused", "second page ok"]
