@@ -37,7 +37,7 @@ cdef class Mapping:
                            Py_ssize_t* start, Py_ssize_t* count) except -1
 
     # for _open (the constructors) and the methods themselves
-    cdef int map_fd(self, int fd, Py_ssize_t length, Py_ssize_t offset, bint populate) except -1
+    cdef int hold(self, void* base, size_t map_length, Py_ssize_t delta, Py_ssize_t length) noexcept
     cdef int madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
     cdef int _discard(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
     cdef int populate_range(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1
@@ -49,9 +49,6 @@ cdef class Mapping:
     cdef int _prot_of(self, Py_ssize_t start, Py_ssize_t count, bint any_page=*) except -1
     cdef int _require(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, int needed) except -1
     cdef int _record_prot(self, size_t first, size_t end, int prot) except -1
-    cdef object _make_room(self, Py_ssize_t new_size)
-    cdef int _mremap(self, Py_ssize_t new_size) except -1
-    cdef int _remap_fresh(self, Py_ssize_t new_size) except -1
     cdef int _range_call(self, int call, Py_ssize_t start, Py_ssize_t count, int arg,
                          str attempted) except -1
     cdef bytes _read(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n)

@@ -19,13 +19,10 @@ from cpython.buffer cimport PyBUF_WRITABLE, PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBuffer_IsContiguous
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.ref cimport Py_INCREF
-cdef extern from "Python.h":
-    Py_ssize_t PY_SSIZE_T_MAX
 
 cimport mmio._posix as _posix
 cimport mmio._guard as _guard
 from mmio._errors cimport raise_errno, raise_oserror
-from mmio._files cimport file_size, truncate
 from mmio._pages cimport (Span, covering, range_call, mincore_pages, integer, check_range, check_threads,
                           plain_key, byte_value, checked_index, plain_shape,
                           page_size, MADVISE, MLOCK, MLOCK_ONFAULT, MUNLOCK, MSYNC)
@@ -140,32 +137,12 @@ cdef class Mapping:
         self.check_open()  # after the conversions: __index__ may run code that closes us
         return check_range(offset, length, self.length, "the mapping", start, count)
 
-    cdef int map_fd(self, int fd, Py_ssize_t length, Py_ssize_t offset, bint populate) except -1:
-        """mmap ``length`` bytes of ``fd`` at file ``offset`` (any alignment; ``fd`` -1: anonymous
-        memory) with this mapping's protection and sharing."""
-        if length == 0:
-            self.data = EMPTY
-            self.length = 0
-            return 0
-        cdef size_t delta = <size_t>offset & (PAGE - 1)
-        cdef int flags = (_posix.MAP_SHARED if self._shared else _posix.MAP_PRIVATE)
-        if fd < 0:
-            flags |= _posix.MAP_ANONYMOUS
-        if populate:
-            flags |= _posix.MAP_POPULATE
-        cdef size_t map_length = delta + <size_t>length
-        cdef void* base
-        cdef int err = 0
-        with nogil:
-            base = _posix.mmap(NULL, map_length, self._prot, flags, fd, offset - <Py_ssize_t>delta)
-            if base == _posix.MAP_FAILED:
-                err = _posix.errno
-        if base == _posix.MAP_FAILED:
-            what = f"{length} bytes at offset {offset}" if fd >= 0 else f"{length} bytes of anonymous memory"
-            raise_oserror(err, f"could not map {what}", self._path)
+    cdef int hold(self, void* base, size_t map_length, Py_ssize_t delta, Py_ssize_t length) noexcept:
+        """Take the ``map_length`` bytes mapped at ``base`` (NULL: none) as this mapping's memory; its
+        first byte lies ``delta`` bytes in."""
         self._base = base
         self._map_length = map_length
-        self.data = <char*>base + delta
+        self.data = <char*>base + delta if base != NULL else EMPTY
         self.length = length
         return 0
 
@@ -640,76 +617,8 @@ cdef class Mapping:
         ...     len(m)
         20
         """
-        new_size = integer(new_size, "new_size")
-        self.check_open()
-        if new_size < 0:
-            raise ValueError(f"new_size must not be negative, got {new_size}")
-        if new_size > PY_SSIZE_T_MAX:
-            raise ValueError(f"new_size {new_size} is larger than the address space")
-        if self._exports:
-            raise BufferError(f"cannot resize a mapping with {self._exports} live export(s) "
-                              "(arrays or memoryviews): they would point at moved memory")
-        if self._page_prot is not None:
-            raise ValueError("cannot resize while parts of the mapping have different protections; "
-                             "protect() the whole mapping first")
-        if new_size == self.length:
-            return
-        grown_from = self._make_room(new_size) if new_size > self.length else None
-        try:
-            if self._base == NULL or new_size == 0:
-                self._remap_fresh(new_size)
-            else:
-                self._mremap(new_size)
-        except BaseException:
-            if grown_from is not None:  # leave the file as it was
-                _posix.ftruncate(self._fd, grown_from)
-            raise
-
-    cdef object _make_room(self, Py_ssize_t new_size):
-        """Check (or make) the backing for ``new_size`` bytes; return the old file size if the
-        file was grown (None otherwise)."""
-        if self._anonymous:
-            if self._shared:
-                raise ValueError("shared anonymous memory cannot grow (its size is fixed when "
-                                 "it is created); map a new one")
-            return None
-        if self._fd < 0:
-            raise ValueError("this mapping has no file descriptor to grow it with")
-        end = self._file_offset + new_size
-        size = file_size(self._fd, self._path, False, "map", True)
-        if size is None or end <= size:
-            return None
-        if self._mode not in ("r+", "w+"):
-            raise ValueError(f"cannot grow a mode {self._mode!r} mapping to [{self._file_offset}, "
-                             f"{end}): the file has {size} bytes and this mode never grows it")
-        truncate(self._fd, end, self._path)
-        return size
-
-    cdef int _mremap(self, Py_ssize_t new_size) except -1:
-        cdef size_t delta = <size_t>(self.data - <char*>self._base)
-        cdef size_t new_length = delta + <size_t>new_size
-        # The GIL stays held: the memory may move, and no other thread may use the old address.
-        cdef void* base = _posix.mremap(self._base, self._map_length, new_length, _posix.MREMAP_MAYMOVE)
-        if base == _posix.MAP_FAILED:
-            raise_errno(f"could not resize the mapping to {new_size} bytes", self._path)
-        self._base = base
-        self._map_length = new_length
-        self.data = <char*>base + delta
-        self.length = new_size
-        return 0
-
-    cdef int _remap_fresh(self, Py_ssize_t new_size) except -1:
-        """Resize to or from zero bytes, where there is no mapping to mremap."""
-        cdef int fd = self._fd
-        if self._base != NULL:
-            _posix.munmap(self._base, self._map_length)
-            self._base = NULL
-        self.data = EMPTY
-        self.length = 0
-        if new_size == 0:
-            return 0
-        self.map_fd(-1 if self._anonymous else fd, new_size, self._file_offset, False)
-        return 0
+        from ._open import resize
+        resize(self, new_size)
 
     def regions(self):
         """This mapping's lines of ``/proc/self/maps``, with their ``smaps`` figures.

@@ -1,7 +1,8 @@
-"""Creating mappings: ``open`` (files, descriptors, file objects) and ``anonymous`` memory.
+"""Creating and resizing mappings: ``open`` (files, descriptors, file objects), ``anonymous`` memory, and
+``Mapping.resize``.
 
-Everything about targets, descriptors, modes and sizes lives here; the
-:class:`~mmio.Mapping` type itself (``_mapping``) only maps what it is given.
+Everything about targets, descriptors, modes, sizes and the ``mmap``/``mremap`` calls lives here; the
+:class:`~mmio.Mapping` type itself (``_mapping``) only holds what it is given.
 """
 
 import os
@@ -13,8 +14,10 @@ cimport mmio._posix as _posix
 from mmio._errors cimport raise_errno, raise_oserror
 from mmio._files cimport open_path, file_size, truncate
 from mmio._mapping cimport Mapping
-from mmio._pages cimport integer
+from mmio._pages cimport integer, page_size
 from ._flags import Advice
+
+cdef size_t PAGE = page_size()
 
 _MODE_ALIASES = {"readonly": "r", "readwrite": "r+", "write": "w+", "copyonwrite": "c"}
 _MODES = ("r", "r+", "c", "w+")
@@ -105,7 +108,7 @@ def open(target, mode="r", *, offset=0, length=None, size=None,
             length = _range_in_file(offset, length, size, mode)
     m._file_offset = offset
     # MAP_POPULATE on a private writable mapping would copy every page: prefault reading instead.
-    m.map_fd(m._fd, length, offset, populate and m._shared and not huge)
+    map_into(m, m._fd, length, offset, populate and m._shared and not huge)
     _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
     return m
 
@@ -127,7 +130,7 @@ def _map_open_file(int fd, path, str mode, Py_ssize_t offset, Py_ssize_t length,
     m._path = path
     m._file_offset = offset
     m._fd = _dup_checked(fd, mode, path)
-    m.map_fd(fd, length, offset, populate and m._shared and not huge)
+    map_into(m, fd, length, offset, populate and m._shared and not huge)
     _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
     return m
 
@@ -171,7 +174,7 @@ def anonymous(length, *, shared=True, populate=False, huge=False):
     m._shared = bool(shared)
     m._mode = "r+" if shared else "c"
     m._prot = _posix.PROT_READ | _posix.PROT_WRITE
-    m.map_fd(-1, n, 0, populate and not huge)
+    map_into(m, -1, n, 0, populate and not huge)
     _apply_open_options(m, populate and huge, huge, None, True)
     return m
 
@@ -248,4 +251,106 @@ cdef int _apply_open_options(Mapping m, bint populate, bint huge, object advice,
         m.populate_range(0, m.length, anonymous, 1)
     if advice is not None:
         m.madvise(advice, 0, m.length)
+    return 0
+
+
+cdef int map_into(Mapping m, int fd, Py_ssize_t length, Py_ssize_t offset, bint populate) except -1:
+    """mmap ``length`` bytes of ``fd`` at file ``offset`` (any alignment; ``fd`` -1: anonymous memory) into
+    ``m``, with its protection and sharing."""
+    if length == 0:
+        m.hold(NULL, 0, 0, 0)
+        return 0
+    cdef size_t delta = <size_t>offset & (PAGE - 1)
+    cdef int flags = (_posix.MAP_SHARED if m._shared else _posix.MAP_PRIVATE)
+    if fd < 0:
+        flags |= _posix.MAP_ANONYMOUS
+    if populate:
+        flags |= _posix.MAP_POPULATE
+    cdef size_t map_length = delta + <size_t>length
+    cdef void* base
+    cdef int err = 0
+    with nogil:
+        base = _posix.mmap(NULL, map_length, m._prot, flags, fd, offset - <Py_ssize_t>delta)
+        if base == _posix.MAP_FAILED:
+            err = _posix.errno
+    if base == _posix.MAP_FAILED:
+        what = f"{length} bytes at offset {offset}" if fd >= 0 else f"{length} bytes of anonymous memory"
+        raise_oserror(err, f"could not map {what}", m._path)
+    m.hold(base, map_length, delta, length)
+    return 0
+
+
+def resize(Mapping m, new_size):
+    """``Mapping.resize``: see its docstring."""
+    new_size = integer(new_size, "new_size")
+    m.check_open()
+    if new_size < 0:
+        raise ValueError(f"new_size must not be negative, got {new_size}")
+    if new_size > PY_SSIZE_T_MAX:
+        raise ValueError(f"new_size {new_size} is larger than the address space")
+    if m._exports:
+        raise BufferError(f"cannot resize a mapping with {m._exports} live export(s) "
+                          "(arrays or memoryviews): they would point at moved memory")
+    if m._page_prot is not None:
+        raise ValueError("cannot resize while parts of the mapping have different protections; "
+                         "protect() the whole mapping first")
+    if new_size == m.length:
+        return
+    grown_from = _make_room(m, new_size) if new_size > m.length else None
+    try:
+        if m._base == NULL or new_size == 0:
+            _remap_fresh(m, new_size)
+        else:
+            _mremap(m, new_size)
+    except BaseException:
+        if grown_from is not None:  # leave the file as it was
+            _posix.ftruncate(m._fd, grown_from)
+        raise
+
+
+cdef object _make_room(Mapping m, Py_ssize_t new_size):
+    """Check (or make) the backing for ``new_size`` bytes; return the old file size if the file was grown
+    (None otherwise). Only a regular file can back a growing mapping: a device's length cannot be checked."""
+    if m._anonymous:
+        if m._shared:
+            raise ValueError("shared anonymous memory cannot grow (its size is fixed when it is created); "
+                             "map a new one")
+        return None
+    if m._fd < 0:
+        raise ValueError("this mapping has no file descriptor to grow it with")
+    end = m._file_offset + new_size
+    cdef _posix.stat st
+    if _posix.fstat(m._fd, &st) != 0:
+        raise_errno("could not stat the file", m._path)
+    if not _posix.S_ISREG(st.st_mode):
+        raise ValueError(f"cannot grow a mapping of a device to [{m._file_offset}, {end}): only a regular "
+                         "file's size tells which pages exist")
+    size = st.st_size
+    if end <= size:
+        return None
+    if m._mode not in ("r+", "w+"):
+        raise ValueError(f"cannot grow a mode {m._mode!r} mapping to [{m._file_offset}, {end}): the file has "
+                         f"{size} bytes and this mode never grows it")
+    truncate(m._fd, end, m._path)
+    return size
+
+
+cdef int _mremap(Mapping m, Py_ssize_t new_size) except -1:
+    cdef Py_ssize_t delta = m.data - <char*>m._base
+    cdef size_t new_length = <size_t>delta + <size_t>new_size
+    # The GIL stays held: the memory may move, and no other thread may use the old address.
+    cdef void* base = _posix.mremap(m._base, m._map_length, new_length, _posix.MREMAP_MAYMOVE)
+    if base == _posix.MAP_FAILED:
+        raise_errno(f"could not resize the mapping to {new_size} bytes", m._path)
+    m.hold(base, new_length, delta, new_size)
+    return 0
+
+
+cdef int _remap_fresh(Mapping m, Py_ssize_t new_size) except -1:
+    """Resize to or from zero bytes, where there is no mapping to mremap."""
+    if m._base != NULL:
+        _posix.munmap(m._base, m._map_length)
+    m.hold(NULL, 0, 0, 0)
+    if new_size:
+        map_into(m, -1 if m._anonymous else m._fd, new_size, m._file_offset, False)
     return 0

@@ -465,6 +465,16 @@ def test_resize_refusals():
         m.resize(1)
 
 
+def test_a_device_mapping_never_grows_past_what_it_maps():
+    # /dev/zero has no size to check a growth against: growing would hand out pages that do not exist
+    with mmio.open("/dev/zero", "r+", length=2 * PAGE) as m:
+        with pytest.raises(ValueError, match="cannot grow a mapping of a device"):
+            m.resize(4 * PAGE)
+        assert len(m) == 2 * PAGE
+        m.resize(PAGE)  # shrinking needs no size
+        assert len(m) == PAGE and m[PAGE - 1] == 0
+
+
 # ==== control methods: protect, sync, lock and every range method ====
 
 
