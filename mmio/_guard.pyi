@@ -1,3 +1,1 @@
-"""Type stubs for the compiled SIGBUS-guard module."""
-
-def handler_installed() -> bool: ...
+"""Type stubs for the compiled SIGBUS-guard module (it has no Python-visible names)."""

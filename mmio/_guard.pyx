@@ -100,7 +100,3 @@ cdef object fault_error(const char* fault, str what, const char* data, Py_ssize_
         f"could not {what} the mapping{where}: the page is past the end of the file (was the file truncated?)",
         *((path,) if path is not None else ()), offset=offset)
 
-
-def handler_installed():
-    """Whether mmio's SIGBUS handler is installed in this process (it is, after the first guarded call)."""
-    return installed

@@ -19,7 +19,6 @@ typedef struct {
     const char *lo2, *hi2;     /* ... and the other side of a copy, when it is mapped memory too */
     const char *volatile fault;
     volatile int armed;
-    volatile int in_handler;
 } guard_t;
 
 /* initial-exec: the handler must not reach __tls_get_addr (which may allocate) in a dlopen'ed module. */
@@ -56,8 +55,8 @@ static void on_sigbus(int sig, siginfo_t *info, void *context)
     guard_t *g = current_guard;
     const char *addr = (const char *)info->si_addr;
     /* si_code > 0: raised by the kernel for a faulting access, not sent by kill(). */
-    if (g && g->armed && !g->in_handler && info->si_code > 0 && guarded(g, addr)) {
-        g->in_handler = 1;
+    if (g && g->armed && info->si_code > 0 && guarded(g, addr)) {
+        g->armed = 0;  /* a second fault before the jump is not ours to recover */
         g->fault = addr;
         siglongjmp(g->jump, 1);
     }
@@ -93,7 +92,6 @@ static void arm(guard_t *g, const char *lo, const char *hi, const char *lo2, con
     g->lo2 = lo2;
     g->hi2 = hi2;
     g->fault = NULL;
-    g->in_handler = 0;
     current_guard = g;
     g->armed = 1;
 }

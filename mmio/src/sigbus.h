@@ -11,8 +11,8 @@
  *
  * The handler runs with SA_NODEFER, so jumping out of it leaves SIGBUS
  * unblocked without sigsetjmp having to save the signal mask (no syscall per
- * guarded call).  A per-thread flag stops a fault inside the handler from
- * recursing.
+ * guarded call).  The handler disarms the guard before it jumps, so a second
+ * fault can never jump twice.
  */
 #ifndef MMIO_SIGBUS_H
 #define MMIO_SIGBUS_H
