@@ -9,6 +9,8 @@ import os
 
 cdef extern from "Python.h":
     Py_ssize_t PY_SSIZE_T_MAX
+cdef extern from "<limits.h>":
+    int INT_MAX
 
 cimport mmio._posix as _posix
 from mmio._errors cimport raise_errno, raise_oserror
@@ -219,7 +221,9 @@ cdef int _take_target(Mapping m, object target, str mode) except -1:
             m._path = name
         if hasattr(target, "flush") and not getattr(target, "closed", False):
             target.flush()  # data still in Python's buffer would be missing from the mapping
-        target = target.fileno()
+        target = integer(target.fileno(), "fileno()")
+    if not 0 <= target <= INT_MAX:  # no such descriptor can exist: say so as fcntl would for -1
+        raise_oserror(_posix.EBADF, f"could not use file descriptor {target}", m._path)
     m._fd = _dup_checked(target, mode, m._path)
     return 0
 

@@ -81,7 +81,7 @@ cdef extern from "<sys/vfs.h>" nogil:
 
 cdef extern from "<errno.h>" nogil:
     int errno
-    int EINVAL, EINTR, ENOMEM, EACCES, EISDIR, ENODEV, EFAULT, ENOSYS, EPERM, EAGAIN, EOPNOTSUPP
+    int EBADF, EINVAL, EINTR, ENOMEM, EACCES, EISDIR, ENODEV, EFAULT, ENOSYS, EPERM, EAGAIN, EOPNOTSUPP
 
 cdef extern from "<string.h>" nogil:
     void* memcpy(void* dest, const void* src, size_t n)

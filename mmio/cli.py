@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # `mmio maps | head`: the reader left; stop quietly, as ls does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush must not fail again
+        return 141  # 128 + SIGPIPE, what the shell reports for ls
     except (OSError, ValueError) as exc:
         print(f"mmio {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -147,3 +147,15 @@ def test_bad_pid_is_bad_usage_and_huge_chunks_are_refused(tmp_path, cli):
     path.write_bytes(b"x")
     with pytest.raises(ValueError, match="chunk"):
         mmio.touch(path, chunk=2 ** 70)
+
+
+def test_a_reader_that_leaves_ends_the_output_quietly():
+    # `mmio maps | head`: the pipe's reader is gone before mmio writes; no traceback, no "Broken pipe" message
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mmio", "maps"], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""

@@ -132,3 +132,10 @@ def test_npz_member_offsets_outside_the_file_are_refused_by_name():
     data[central + 42:central + 46] = (0xFFFFFFF0).to_bytes(4, "little")  # the local header's offset
     (spec,) = npz.describe(reader(bytes(data)), len(data), "far.npz").arrays
     assert "far.npz: member 'a.npy': local header offset 4294967280 is outside the file" == spec.refusal
+
+
+def test_safetensors_null_metadata_is_no_metadata_as_the_reference_reader_has_it():
+    raw = json.dumps({"__metadata__": None, "t": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}).encode()
+    data = len(raw).to_bytes(8, "little") + raw + b"\x07"
+    layout = safetensors.describe(reader(data), len(data), "null.safetensors")
+    assert layout.metadata == {} and [s.name for s in layout.arrays] == ["t"]

@@ -404,3 +404,10 @@ def test_mode_is_case_insensitive(data_file):
 def test_huge_numbers_are_value_errors(tmp_path, call):
     with pytest.raises(ValueError, match="larger than"):
         call(tmp_path / "f")
+
+
+@pytest.mark.parametrize("fd", [-1, 2 ** 31, 2 ** 64])
+def test_descriptors_no_process_can_have_are_bad_descriptors(fd):
+    with pytest.raises(OSError) as info:
+        mmio.open(fd)
+    assert info.value.errno == errno.EBADF and f"could not use file descriptor {fd}" in str(info.value)
