@@ -74,7 +74,9 @@ def parse_header(head: bytes, path, file_size: int) -> tuple[dict[str, Tensor], 
         raise bad(path, f"safetensors header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise bad(path, "safetensors header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}  # null or absent: none (as the reference reader)
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:  # null or absent: no metadata, as the reference reader has it
+        metadata = {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise bad(path, "safetensors __metadata__ must be an object of strings")
     base = 8 + n
