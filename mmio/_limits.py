@@ -41,11 +41,17 @@ def memlock_hint(requested: int) -> str:
             "or grant CAP_IPC_LOCK")
 
 
-def lock_failure_hint(err: int, requested: int) -> str:
-    """Text to add to an mlock failure: the memlock limit when it is the cause, else what is."""
+def limit_refused(err: int, requested: int) -> bool:
+    """Whether an mlock failure with ``err`` for ``requested`` bytes is RLIMIT_MEMLOCK's refusal (which the
+    kernel makes before it locks anything)."""
     limit = memlock_limit()
     over_limit = limit is not None and locked_bytes() + requested > limit
-    if err in (errno.EPERM, errno.EAGAIN) or (err == errno.ENOMEM and over_limit):
+    return err in (errno.EPERM, errno.EAGAIN) or (err == errno.ENOMEM and over_limit)
+
+
+def lock_failure_hint(err: int, requested: int) -> str:
+    """Text to add to an mlock failure: the memlock limit when it is the cause, else what is."""
+    if limit_refused(err, requested):
         return f" ({memlock_hint(requested)})"
     if err == errno.ENOMEM:
         return (" (the range is within RLIMIT_MEMLOCK, so part of it cannot be backed: past the "

@@ -566,14 +566,22 @@ cdef class Mapping:
         ``on_fault=True`` locks pages as they are first touched instead of
         faulting them all in now.
 
+        A lock that fails leaves the range unlocked (the kernel may have
+        locked part of it before it failed).
+
         Raises
         ------
         PermissionError, OSError
-            ``RLIMIT_MEMLOCK`` refused the lock; the message gives the limit, how
-            much this process has locked already (VmLck) and how to raise it.
+            ``RLIMIT_MEMLOCK`` refused the lock (the message gives the limit, how
+            much this process has locked already (VmLck) and how to raise it),
+            part of the range is protected ``PROT_NONE``, or lies past the end
+            of a truncated file.
         """
         cdef Py_ssize_t start, count
         self.resolve_range(offset, length, &start, &count)
+        if not on_fault and count and not (self._prot_of(start, count) & _posix.PROT_READ):
+            raise PermissionError(_posix.EACCES, f"cannot lock [{start}, {start + count}) in memory: part of "
+                                  "it is protected PROT_NONE (see protect())")
         self._range_call(MLOCK_ONFAULT if on_fault else MLOCK, start, count, 0,
                          "could not lock the mapping in memory")
 

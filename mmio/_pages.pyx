@@ -90,7 +90,19 @@ cdef int range_call(int call, Span span, int arg, str attempted, object filename
         if rc != 0:
             err = _posix.errno
     if rc != 0:
-        raise_oserror(err, attempted + _hint(call, err, n, arg), filename)
+        hint = _hint(call, err, n, arg)
+        if call == MLOCK or call == MLOCK_ONFAULT:
+            _undo_partial_lock(span, err)
+        raise_oserror(err, attempted + hint, filename)
+    return 0
+
+
+cdef int _undo_partial_lock(Span span, int err) except -1:
+    """A lock that failed after the kernel locked part of the range (a page it could not fault in): unlock
+    the range again. A refusal by RLIMIT_MEMLOCK comes before anything is locked, and is left alone."""
+    from mmio._limits import limit_refused
+    if not limit_refused(err, span.end - span.first):
+        _posix.munlock(<void*>span.first, span.end - span.first)
     return 0
 
 

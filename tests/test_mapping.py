@@ -830,3 +830,30 @@ def test_lock_failure_inside_the_limit_does_not_blame_the_limit(tmp_path):
             print("RLIMIT_MEMLOCK is" in str(e), "cannot be backed" in str(e))
     """)
     assert proc.stdout.split() == ["False", "True"]
+
+
+def test_a_failed_lock_leaves_nothing_locked_and_names_its_cause(tmp_path):
+    proc = run_python(f"""
+        import os, mmio
+        P = mmio.PAGE_SIZE
+        def locked_kb():
+            return int([l for l in open("/proc/self/status") if l.startswith("VmLck")][0].split()[1])
+        path = {str(tmp_path / "f.bin")!r}
+        open(path, "wb").write(bytes(8 * P))
+        m = mmio.open(path)
+        os.truncate(path, P)                       # pages past the first cannot be backed any more
+        try:
+            m.lock()
+        except OSError as e:
+            print("refused", e.errno)
+        print("locked", locked_kb(), any("lo" in r.vm_flags for r in m.regions()))
+        m.sync(invalidate=True)                    # EBUSY while a stray lock remained
+        with mmio.anonymous(4 * P, shared=False) as a:
+            a.protect("none", P, P)
+            try:
+                a.lock()
+            except PermissionError as e:
+                print("protected", "PROT_NONE" in str(e))
+            print("locked", locked_kb())
+    """)
+    assert proc.stdout.splitlines() == ["refused 12", "locked 0 False", "protected True", "locked 0"]
