@@ -29,10 +29,13 @@ cdef class Mapping:
     cdef Py_ssize_t _exports
     cdef Py_ssize_t _buffer_shape[1]
     cdef Py_ssize_t _buffer_strides[1]
+    cdef bint _left_behind          # closed in a forked child, which MADV_DONTFORK kept from the memory
+    cdef object __weakref__
 
     cdef int acquire(self) except -1
     cdef void release(self) noexcept
     cdef int check_open(self) except -1
+    cdef void _leave_behind(self) noexcept
     cdef int resolve_range(self, object offset, object length,
                            Py_ssize_t* start, Py_ssize_t* count) except -1
 

@@ -9,6 +9,7 @@ the range engine (``_pages``). ``_open`` creates mappings.
 
 import operator
 import os
+import weakref
 
 cimport cython
 
@@ -45,6 +46,20 @@ cdef size_t PREFETCH_CHUNK_MAX = 1 << 40
 
 # MADV_POPULATE_* arrived in 5.14; before, EINVAL means "unknown advice" and pages are touched instead.
 cdef bint TOUCH_TO_POPULATE = kernel_older_than("5.14")
+
+
+# Mappings given MADV_DONTFORK: a child created by fork() does not have (all of) their memory, so they are closed
+# there before any code of the child can touch them.
+_NOT_INHERITED = weakref.WeakSet()
+
+
+def _close_the_not_inherited():
+    for mapping in list(_NOT_INHERITED):
+        (<Mapping>mapping)._leave_behind()
+    _NOT_INHERITED.clear()
+
+
+os.register_at_fork(after_in_child=_close_the_not_inherited)
 
 
 @cython.no_gc_clear  # __dealloc__ must still see the mapping to give its export back
@@ -117,8 +132,20 @@ cdef class Mapping:
 
     cdef int check_open(self) except -1:
         if self.data == NULL:
+            if self._left_behind:
+                raise ValueError("mapping is closed in this process: advice DONTFORK kept its memory from the "
+                                 "fork that created the process")
             raise ValueError("mapping is closed")
         return 0
+
+    cdef void _leave_behind(self) noexcept:
+        """In a forked child: close without unmapping (what the child inherited may back live arrays)."""
+        self._base = NULL
+        self.data = NULL
+        self._left_behind = True
+        if self._fd >= 0:
+            _posix.close(self._fd)
+            self._fd = -1
 
     cdef int acquire(self) except -1:
         """Count one export: the memory stays mapped until release()."""
@@ -711,7 +738,12 @@ cdef class Mapping:
             The range; it is widened to whole pages.
         discard : bool
             Must be ``True`` for advice that throws data away: ``REMOVE``, and
-            ``DONTNEED``/``FREE`` on private or anonymous memory.
+            ``DONTNEED``/``FREE`` on private or anonymous memory (only pages the
+            range holds wholly are discarded).
+
+        After ``DONTFORK`` a child created by ``fork()`` does not have the
+        memory, so the mapping is closed there (``DOFORK`` over the whole
+        mapping undoes it).
 
         Raises
         ------
@@ -736,6 +768,10 @@ cdef class Mapping:
             self._discard(advice, start, count)
         else:
             self.madvise(advice, start, count)
+        if advice == Advice.DONTFORK and count:
+            _NOT_INHERITED.add(self)
+        elif advice == Advice.DOFORK and count == self.length:
+            _NOT_INHERITED.discard(self)
 
     cdef int _discard(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1:
         """Advice that throws data away, on the pages of ``[start, start+count)`` that hold no other byte of

@@ -857,3 +857,32 @@ def test_a_failed_lock_leaves_nothing_locked_and_names_its_cause(tmp_path):
             print("locked", locked_kb())
     """)
     assert proc.stdout.splitlines() == ["refused 12", "locked 0 False", "protected True", "locked 0"]
+
+
+def test_a_dontfork_mapping_is_closed_in_a_forked_child_not_a_crash():
+    proc = run_python("""
+        import os, mmio
+        P = mmio.PAGE_SIZE
+        m = mmio.anonymous(2 * P, shared=False)
+        m[0] = 7
+        m.advise("dontfork", 0, P)
+        kept = mmio.anonymous(P)                    # no advice: inherited as usual
+        kept[0] = 5
+        pid = os.fork()
+        if pid == 0:
+            try:
+                m[0]
+                os._exit(3)
+            except ValueError as e:
+                ok = "DONTFORK" in str(e) and kept[0] == 5
+                os._exit(0 if ok else 4)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), m[0])
+        m.advise("dofork")
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if m[0] == 7 else 5)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+    """)
+    assert proc.stdout.split() == ["0", "7", "0"]
