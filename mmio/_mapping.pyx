@@ -760,11 +760,12 @@ cdef class Mapping:
         advice = Advice.parse(advice)
         cdef Py_ssize_t start, count
         self.resolve_range(offset, length, &start, &count)
-        if not discard and advice.throws_away(private=self._anonymous or not self._shared):
+        cdef bint discarding = advice.throws_away(private=self._anonymous or not self._shared)
+        if discarding and not discard:
             what = ("punches a hole in the file" if advice == Advice.REMOVE and not self._anonymous
                     else f"throws away the data of this {'private' if not self._shared else 'anonymous'} memory")
             raise ValueError(f"advice {advice.name} {what}; pass discard=True if that is what you want")
-        if advice.throws_away(private=self._anonymous or not self._shared):
+        if discarding:
             self._discard(advice, start, count)
         else:
             self.madvise(advice, start, count)

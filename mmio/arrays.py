@@ -105,10 +105,10 @@ def _pread_at(fd: int, size: int):
     first = os.pread(fd, formats.HEAD, 0)
 
     def read_at(offset: int, n: int) -> bytes:
-        if offset + n <= len(first):
-            return first[offset:offset + n]
         if offset < 0 or n <= 0 or offset >= size:
             return b""
+        if offset + n <= len(first):
+            return first[offset:offset + n]
         return os.pread(fd, min(n, size - offset), offset)
     return read_at
 
