@@ -1,12 +1,11 @@
 # SIGBUS-guarded loops (C in src/sigbus.c); see src/sigbus.h for how the guard works.
 
+from mmio._pages cimport Span
+
 cdef int install() except -1
-cdef int guarded_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
-                      size_t n, const char* lo, const char* hi, const char* lo2, const char* hi2,
-                      const char** fault) noexcept nogil
 cdef const char* first_fault(char* start, size_t n, size_t page) noexcept nogil
-cdef int populate(char* start, size_t n, size_t page, bint write, bint touch_fallback, int threads,
-                  const char** fault) noexcept nogil
+cdef int populate_span(Span span, bint write, int threads, const char* data, Py_ssize_t length,
+                       object path) except -1
 cdef int parallel_copy(char* dst, const char* src, size_t n, int threads,
                        const char* lo, const char* hi, const char* lo2, const char* hi2,
                        const char** fault) noexcept nogil

@@ -1,14 +1,15 @@
 """SIGBUS-guarded copy and prefault loops over mapped memory.
 
-The C side (``src/sigbus.c``) installs one SIGBUS handler per process, the first
-time a guarded loop runs, and recovers only from faults inside the range the
+The C side (``src/sigbus.c``) installs one SIGBUS handler per process before a
+guarded loop runs (again if another handler replaced it), and recovers only from faults inside the range the
 running thread armed.  This module is the one copy of that state: other Cython
 modules reach the loops by ``cimport``.
 """
 
 cimport mmio._posix as _posix
-from mmio._errors cimport raise_errno
-from mmio._pages cimport page_size
+from mmio._errors cimport raise_errno, raise_oserror
+from mmio._pages cimport Span, page_size
+from ._pages import kernel_older_than
 from ._errors import MappingFaultError
 
 cdef extern from "sigbus.h" nogil:
@@ -23,22 +24,15 @@ cdef extern from "sigbus.h" nogil:
                            const char* lo, const char* hi, const char* lo2, const char* hi2,
                            const char** fault)
 
-cdef bint installed = False
+# MADV_POPULATE_* arrived in 5.14; before, EINVAL means "unknown advice" and pages are touched instead.
+cdef bint TOUCH_TO_POPULATE = kernel_older_than("5.14")
 
 
 cdef int install() except -1:
-    global installed
-    if not installed:
-        if mmio_guard_install() != 0:
-            raise_errno("could not install mmio's SIGBUS handler")
-        installed = True
+    """Make sure mmio's SIGBUS handler is the one installed (see src/sigbus.h)."""
+    if mmio_guard_install() != 0:
+        raise_errno("could not install mmio's SIGBUS handler")
     return 0
-
-
-cdef int guarded_copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
-                      size_t n, const char* lo, const char* hi, const char* lo2, const char* hi2,
-                      const char** fault) noexcept nogil:
-    return mmio_guarded_copy(dst, dst_step, src, src_step, n, lo, hi, lo2, hi2, fault)
 
 
 cdef const char* first_fault(char* start, size_t n, size_t page) noexcept nogil:
@@ -48,9 +42,23 @@ cdef const char* first_fault(char* start, size_t n, size_t page) noexcept nogil:
     return fault
 
 
-cdef int populate(char* start, size_t n, size_t page, bint write, bint touch_fallback, int threads,
-                  const char** fault) noexcept nogil:
-    return mmio_populate(start, n, page, write, touch_fallback, threads, fault)
+cdef int populate_span(Span span, bint write, int threads, const char* data, Py_ssize_t length,
+                       object path) except -1:
+    """Fault in every page of ``span``, which lies in the mapping ``[data, data+length)`` of ``path``; raise the
+    MappingFaultError for pages past the end of the file. The caller keeps the span mapped meanwhile."""
+    if span.end == span.first:
+        return 0
+    cdef const char* fault = NULL
+    cdef int err
+    install()
+    with nogil:
+        err = mmio_populate(<char*>span.first, span.end - span.first, page_size(), write, TOUCH_TO_POPULATE,
+                            threads, &fault)
+    if err == _posix.EFAULT:
+        raise fault_error(fault, "populate", data, length, NULL, 1, path)
+    if err:
+        raise_oserror(err, "could not prefault the mapping", path)
+    return 0
 
 
 cdef int parallel_copy(char* dst, const char* src, size_t n, int threads,

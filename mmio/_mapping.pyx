@@ -24,11 +24,10 @@ from cpython.ref cimport Py_INCREF
 cimport mmio._posix as _posix
 cimport mmio._guard as _guard
 from mmio._errors cimport raise_errno, raise_oserror
-from mmio._pages cimport (Span, covering, range_call, mincore_pages, integer, check_range, check_threads,
-                          plain_key, byte_value, checked_index, plain_shape,
+from mmio._pages cimport (Span, covering, inside, range_call, range_call_chunked, mincore_pages, integer,
+                          check_range, check_threads, plain_key, byte_value, checked_index, plain_shape,
                           page_size, MADVISE, MLOCK, MLOCK_ONFAULT, MUNLOCK, MSYNC)
 from ._flags import Advice, Prot
-from ._pages import kernel_older_than
 from .pagecache import Residency
 from . import procmaps
 
@@ -44,8 +43,6 @@ cdef char EMPTY[1]                       # what an empty mapping points at
 cdef Py_ssize_t GIL_FREE_COPY = 1 << 18  # copies this large release the GIL
 cdef size_t PREFETCH_CHUNK_MAX = 1 << 40
 
-# MADV_POPULATE_* arrived in 5.14; before, EINVAL means "unknown advice" and pages are touched instead.
-cdef bint TOUCH_TO_POPULATE = kernel_older_than("5.14")
 
 
 # Mappings given MADV_DONTFORK: a child created by fork() does not have (all of) their memory, so they are closed
@@ -456,8 +453,9 @@ cdef class Mapping:
                                  "a mapping never changes size")
             self._require(start, step, n, _posix.PROT_WRITE)
             if step != 1 and _overlaps(<char*>source.buf, source.len, self.data, self.length):
-                copy = bytes((<char*>source.buf)[:n])  # a strided copy cannot handle overlap
-                self._copy(self.data + start, step, copy, 1, n, True)
+                snapshot = PyBytes_FromStringAndSize(NULL, n)  # a strided copy cannot handle overlap
+                self._copy(PyBytes_AS_STRING(snapshot), 1, <char*>source.buf, 1, n, False)
+                self._copy(self.data + start, step, PyBytes_AS_STRING(snapshot), 1, n, True)
             else:
                 self._copy(self.data + start, step, <char*>source.buf, 1, n, True)
         finally:
@@ -775,19 +773,12 @@ cdef class Mapping:
             _NOT_INHERITED.discard(self)
 
     cdef int _discard(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1:
-        """Advice that throws data away, on the pages of ``[start, start+count)`` that hold no other byte of
-        the mapping: a page the range shares with bytes outside it is spared (at the mapping's own edges the
-        rest of the page is not the mapping's bytes, so the edge pages go)."""
-        cdef Span span
-        span.first = <size_t>(self.data + start)
-        span.end = <size_t>(self.data + start + count)
-        span.first = span.first & ~(PAGE - 1) if start == 0 else (span.first + PAGE - 1) & ~(PAGE - 1)
-        span.end = (span.end + PAGE - 1) & ~(PAGE - 1) if start + count == self.length else span.end & ~(PAGE - 1)
-        if span.end <= span.first:
-            return 0
+        """Advice that throws data away, on the pages of the range that hold no byte outside it (at the
+        mapping's own edges the rest of the page is not the mapping's bytes, so the edge pages go)."""
         self.acquire()
         try:
-            range_call(MADVISE, span, advice, f"could not apply advice {advice.name}", self._path)
+            range_call(MADVISE, inside(<size_t>(self.data + start), count, start == 0, start + count == self.length),
+                       advice, f"could not apply advice {advice.name}", self._path)
         finally:
             self.release()
         return 0
@@ -813,16 +804,11 @@ cdef class Mapping:
         self.resolve_range(offset, length, &start, &count)
         if not PAGE <= chunk <= PREFETCH_CHUNK_MAX:
             raise ValueError(f"chunk must be between one page ({PAGE} bytes) and 1 TiB, got {chunk}")
-        cdef size_t step = (<size_t>chunk + PAGE - 1) & ~(PAGE - 1)  # madvise takes page-aligned starts
-        cdef Span whole = covering(<size_t>(self.data + start), count), part
         self.acquire()
         try:
-            part.first = whole.first
-            while part.first < whole.end:
-                part.end = min(part.first + step, whole.end)
-                range_call(MADVISE, part, _posix.MADV_WILLNEED,
-                           "could not prefetch the mapping (MADV_WILLNEED)", self._path)
-                part.first = part.end
+            range_call_chunked(MADVISE, covering(<size_t>(self.data + start), count), _posix.MADV_WILLNEED,
+                               (<size_t>chunk + PAGE - 1) & ~(PAGE - 1),  # madvise takes page-aligned starts
+                               "could not prefetch the mapping (MADV_WILLNEED)", self._path)
         finally:
             self.release()
 
@@ -897,24 +883,13 @@ cdef class Mapping:
         """Fault in every page of ``[start, start+count)`` (arguments already checked)."""
         if count == 0:
             return 0
-        cdef Span span = covering(<size_t>(self.data + start), count)
-        cdef char* first = <char*>span.first
-        cdef size_t n = span.end - span.first
-        cdef const char* fault = NULL
-        cdef int err
-        _guard.install()
         self.acquire()
         try:
-            with nogil:
-                err = _guard.populate(first, n, PAGE, write, TOUCH_TO_POPULATE, threads, &fault)
+            _guard.populate_span(covering(<size_t>(self.data + start), count), write, threads,
+                                 self.data, self.length, self._path)
         finally:
             self.release()
-        if err == _posix.EFAULT:
-            raise _guard.fault_error(fault, "populate", self.data, self.length, NULL, 1, self._path)
-        if err:
-            raise_oserror(err, "could not prefault the mapping", self._path)
         return 0
-
 
 cdef bint _overlaps(const char* a, Py_ssize_t a_len, const char* b, Py_ssize_t b_len) noexcept:
     return a < b + b_len and b < a + a_len

@@ -16,8 +16,10 @@ cdef struct Span:
     size_t end    # page aligned, exclusive; equal to first when the span is empty
 
 cdef Span covering(size_t address, size_t length) noexcept nogil
-cdef Span inside(size_t address, size_t length) noexcept nogil
+cdef Span inside(size_t address, size_t length, bint own_head=*, bint own_tail=*) noexcept nogil
 cdef int range_call(int call, Span span, int arg, str attempted, object filename) except -1
+cdef int range_call_chunked(int call, Span span, int arg, size_t chunk, str attempted,
+                            object filename) except -1
 cdef object mincore_pages(Span span, object filename)
 cdef object integer(object value, str name)
 cdef int check_range(object offset, object length, Py_ssize_t size, str where,

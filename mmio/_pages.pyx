@@ -55,10 +55,12 @@ cdef Span covering(size_t address, size_t length) noexcept nogil:
     return span
 
 
-cdef Span inside(size_t address, size_t length) noexcept nogil:
+cdef Span inside(size_t address, size_t length, bint own_head=False, bint own_tail=False) noexcept nogil:
+    """The pages wholly inside the range; ``own_head``/``own_tail``: the caller owns the rest of the first/last
+    page too (a mapping's own edges), so it is included."""
     cdef Span span
-    span.first = (address + PAGE - 1) & ~(PAGE - 1)
-    span.end = (address + length) & ~(PAGE - 1)
+    span.first = address & ~(PAGE - 1) if own_head else (address + PAGE - 1) & ~(PAGE - 1)
+    span.end = (address + length + PAGE - 1) & ~(PAGE - 1) if own_tail else (address + length) & ~(PAGE - 1)
     if span.end < span.first:
         span.end = span.first
     return span
@@ -94,6 +96,18 @@ cdef int range_call(int call, Span span, int arg, str attempted, object filename
         if call == MLOCK or call == MLOCK_ONFAULT:
             _undo_partial_lock(span, err)
         raise_oserror(err, attempted + hint, filename)
+    return 0
+
+
+cdef int range_call_chunked(int call, Span span, int arg, size_t chunk, str attempted,
+                            object filename) except -1:
+    """:c:func:`range_call` over ``span`` in pieces of ``chunk`` bytes (a multiple of the page size)."""
+    cdef Span part
+    part.first = span.first
+    while part.first < span.end:
+        part.end = span.end if span.end - part.first <= chunk else part.first + chunk
+        range_call(call, part, arg, attempted, filename)
+        part.first = part.end
     return 0
 
 

@@ -147,8 +147,12 @@ def _copies(fd, path, layout, out, threads):
         _destination(layout.arrays[0], out, path)  # check it before reading anything
         if _maps_file(out, fd):
             # out is a mapping of this very file: copy through private memory, or the copy would read bytes
-            # it has already overwritten.
-            np.copyto(out, _copies(fd, path, layout, None, threads))
+            # it has already overwritten; the second copy is guarded too (out may run past a truncated end).
+            spec = layout.arrays[0]
+            with _open.anonymous(max(spec.nbytes, 1), shared=False) as staging:
+                staged = _copies(fd, path, layout, staging.array(spec.dtype, spec.shape, 0, spec.order), threads)
+                del staged
+                staging.readinto(_raw_bytes(out), threads=threads)
             return out
     lo, hi = _extent(layout)
     if hi - lo < SMALL_FILE and layout.container != "lazy":
@@ -181,11 +185,15 @@ def _filled(spec: ArraySpec, out, path, fill) -> np.ndarray:
     """A private array for ``spec`` (or ``out``), its bytes written by ``fill(raw_bytes_view)``."""
     dest = _destination(spec, out, path)
     if spec.nbytes:
-        raw = dest.reshape(-1, order="A").view(np.uint8) if dest.ndim else dest.reshape(1).view(np.uint8)
-        got = fill(raw)
+        got = fill(_raw_bytes(dest))
         if got != spec.nbytes:
             raise bad(path, f"file ended after {got} of {spec.nbytes} bytes of array data")
     return dest
+
+
+def _raw_bytes(array: np.ndarray) -> np.ndarray:
+    """The bytes of a contiguous array, as a flat uint8 view."""
+    return array.reshape(-1, order="A").view(np.uint8) if array.ndim else array.reshape(1).view(np.uint8)
 
 
 def _destination(spec: ArraySpec, out, path) -> np.ndarray:

@@ -220,3 +220,61 @@ def test_populate_over_prot_none_refuses_instead_of_crashing():
         print("second page ok")
     """)
     assert proc.stdout.splitlines() == ["refused", "second page ok"]
+
+
+def test_load_into_out_that_maps_the_file_past_its_new_end_is_guarded(tmp_path):
+    # out is a view of a mapping of the very file load reads; the file then shrinks below out.
+    proc = run_python(f"""
+        import numpy as np, mmio
+        P = mmio.PAGE_SIZE
+        path = {str(tmp_path / "a.npy")!r}
+        np.save(path, np.zeros(8 * P, np.uint8))
+        m = mmio.open(path, "r+")
+        out = m.array(np.uint8, (4 * P,), len(m) - 4 * P)
+        np.save(path, np.arange(4 * P, dtype=np.uint8))   # the file now ends where out begins
+        try:
+            mmio.load(path, out=out)
+        except mmio.MappingFaultError:
+            print("guarded")
+    """)
+    assert proc.stdout.split() == ["guarded"]
+
+
+def test_strided_write_from_an_overlapping_source_past_the_end_is_guarded(tmp_path):
+    proc = run_python(f"""
+        import os, mmio
+        P = mmio.PAGE_SIZE
+        path = {str(tmp_path / "f.bin")!r}
+        open(path, "wb").write(bytes(4 * P))
+        m = mmio.open(path, "r+")
+        os.truncate(path, 100)
+        try:
+            m[0:2000:2] = memoryview(m)[2 * P:2 * P + 1000]   # the source snapshot faults
+        except mmio.MappingFaultError as e:
+            print("guarded", e.offset)
+    """)
+    assert proc.stdout.split() == ["guarded", str(2 * PAGE)]
+
+
+def test_guard_takes_sigbus_back_from_faulthandler_and_still_lets_real_faults_kill(tmp_path):
+    proc = run_python(f"""
+        import faulthandler, os, sys, mmio
+        P = mmio.PAGE_SIZE
+        path = {str(tmp_path / "f.bin")!r}
+        open(path, "wb").write(bytes(4 * P))
+        m = mmio.open(path)
+        faulthandler.enable()
+        m[0]                        # mmio's handler goes in, in front of faulthandler's
+        faulthandler.disable()      # puts back what it found when enabled: mmio's handler is gone
+        os.truncate(path, P)
+        for step in ("after-disable", "enabled-after-mmio"):
+            try:
+                m[2 * P]
+            except mmio.MappingFaultError as e:
+                print(step, e.offset, flush=True)
+            faulthandler.enable()   # now in front of mmio's handler, chaining back to it
+        m.array()[3 * P]            # a fault mmio does not own: faulthandler reports, the process dies
+        print("survived")
+    """, check=False, timeout=60)
+    assert proc.stdout.split() == ["after-disable", str(2 * PAGE), "enabled-after-mmio", str(2 * PAGE)]
+    assert proc.returncode == -signal.SIGBUS and "Fatal Python error: Bus error" in proc.stderr

@@ -25,23 +25,39 @@ typedef struct {
 static __thread guard_t *current_guard __attribute__((tls_model("initial-exec")));
 static struct sigaction previous_action;
 static pthread_once_t install_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t retake_lock = PTHREAD_MUTEX_INITIALIZER;
 static int install_errno;
+
+/* Set while this thread runs the previous handler: a handler that leads back to mmio's (faulthandler enabled
+ * after mmio, which mmio then took SIGBUS back from, restores mmio's handler and raises again) must not loop. */
+static __thread int chaining __attribute__((tls_model("initial-exec")));
+
+static void die_of(int sig, siginfo_t *info)
+{
+    /* The default action: the process dies of SIGBUS, exactly as it would without mmio.
+     * A fault re-runs the access on return; a signal sent with kill() must be raised again. */
+    signal(sig, SIG_DFL);
+    if (info->si_code <= 0)
+        raise(sig);
+}
 
 /* Pass a SIGBUS mmio does not own to whoever had it before mmio. */
 static void chain(int sig, siginfo_t *info, void *context)
 {
-    if (previous_action.sa_flags & SA_SIGINFO) {
+    if (chaining) {
+        die_of(sig, info);
+    } else if (previous_action.sa_flags & SA_SIGINFO) {
+        chaining = 1;
         previous_action.sa_sigaction(sig, info, context);
+        chaining = 0;
     } else if (previous_action.sa_handler == SIG_IGN && info->si_code <= 0) {
         return;  /* sent by kill() and ignored before mmio came: still ignored */
     } else if (previous_action.sa_handler == SIG_DFL || previous_action.sa_handler == SIG_IGN) {
-        /* The default action: the process dies of SIGBUS, exactly as it would without mmio.
-         * A fault re-runs the access on return; a signal sent with kill() must be raised again. */
-        signal(sig, SIG_DFL);
-        if (info->si_code <= 0)
-            raise(sig);
+        die_of(sig, info);
     } else {
+        chaining = 1;
         previous_action.sa_handler(sig);
+        chaining = 0;
     }
 }
 
@@ -63,7 +79,7 @@ static void on_sigbus(int sig, siginfo_t *info, void *context)
     chain(sig, info, context);
 }
 
-static void install(void)
+static void take_sigbus(void)
 {
     struct sigaction action;
     memset(&action, 0, sizeof action);
@@ -74,9 +90,24 @@ static void install(void)
         install_errno = errno;
 }
 
+static int holds_sigbus(void)
+{
+    struct sigaction now;
+    return sigaction(SIGBUS, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) && now.sa_sigaction == on_sigbus;
+}
+
 int mmio_guard_install(void)
 {
-    pthread_once(&install_once, install);
+    pthread_once(&install_once, take_sigbus);
+    if (!install_errno && !holds_sigbus()) {
+        /* Someone replaced mmio's handler since (faulthandler.disable() puts back the handler it found,
+         * signal.signal(SIGBUS, ...), faulthandler.enable() after mmio): take SIGBUS back, passing on to
+         * the new handler every SIGBUS mmio does not own. */
+        pthread_mutex_lock(&retake_lock);
+        if (!holds_sigbus())
+            take_sigbus();
+        pthread_mutex_unlock(&retake_lock);
+    }
     if (install_errno) {
         errno = install_errno;
         return -1;

@@ -3,11 +3,13 @@
  *
  * A file truncated under a mapping makes any access past its new end raise
  * SIGBUS, which kills the process.  mmio's own loops run "guarded": one SIGBUS
- * handler, installed once, checks whether the faulting address lies in the
- * range the current thread has armed; if so it jumps back out of the loop
+ * handler checks whether the faulting address lies in the range the current
+ * thread has armed; if so it jumps back out of the loop
  * (siglongjmp) and the loop reports the offset that faulted.  Any other SIGBUS
  * is passed on to the handler that was installed before mmio's (or to the
  * default action), so genuine crashes still crash and faulthandler still works.
+ * A handler that replaced mmio's (faulthandler.disable(), signal.signal()) is
+ * noticed at the next guarded loop, which installs mmio's again and chains to it.
  *
  * The handler runs with SA_NODEFER, so jumping out of it leaves SIGBUS
  * unblocked without sigsetjmp having to save the signal mask (no syscall per
@@ -20,7 +22,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Install the handler (once per process).  Returns 0, or -1 with errno set. */
+/* Install the handler, or install it again if another handler replaced it since (one sigaction(2) call to
+ * check, before every guarded loop).  Returns 0, or -1 with errno set. */
 int mmio_guard_install(void);
 
 /* Copy n bytes, dst[i*dst_step] = src[i*src_step], with [lo, hi) and [lo2, hi2) guarded
