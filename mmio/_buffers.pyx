@@ -1,16 +1,22 @@
 """Advice, residency and locking for the pages under any buffer: a stdlib ``mmap.mmap``, a ``numpy.memmap``,
 an ndarray view of one, or a :class:`~mmio.Mapping`.
 
-This module only turns a buffer into the byte range it covers; the range engine (``_pages``) does the rest.
-The buffer is held while a call runs, so its memory cannot be unmapped meanwhile.
+This module only turns a buffer into the byte range it covers (and, for residency, checks that the kernel
+shows the page cache of the files mapped there); the range engine (``_pages``) does the rest. The buffer is
+held while a call runs, so its memory cannot be unmapped meanwhile.
 """
+
+import errno
+import os
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_RECORDS_RO
 
 from mmio._mapping cimport Mapping
 from mmio._pages cimport (Span, covering, inside, range_call, mincore_pages, integer, check_range, page_size,
                           MADVISE, MLOCK, MLOCK_ONFAULT, MUNLOCK)
+from ._files import hidden_cache_error
 from ._flags import Advice
+from . import procmaps
 from .pagecache import Residency
 
 cdef size_t ADDRESS_LIMIT = (<size_t>1) << 57  # above any user address, even with 5-level page tables
@@ -141,8 +147,31 @@ def buffer_residency(obj, offset=0, length=None):
     _hold(obj, offset, length, &view, &start, &count)
     cdef Span span = covering(start, count)
     try:
+        _require_visible_cache(span)
         pages = mincore_pages(span, None)
     finally:
         PyBuffer_Release(&view)
     first = integer(offset, "offset")
     return Residency(pages, page_size(), first, count, first - <Py_ssize_t>(start - span.first))
+
+
+cdef int _require_visible_cache(Span span) except -1:
+    """Raise PermissionError where the kernel hides the page cache of a file mapped under ``span`` (see
+    ``_files.cache_hidden``): ``mincore`` would say every page is resident."""
+    euid = os.geteuid()
+    if euid == 0 or span.end == span.first:
+        return 0
+    for region in procmaps.maps("self", start=span.first, end=span.end, figures=False):
+        if region.inode == 0:
+            continue  # anonymous memory: always visible
+        try:
+            st = os.stat(region.path)
+        except (OSError, TypeError, ValueError):
+            st = None
+        if st is None or st.st_ino != region.inode:
+            raise PermissionError(errno.EPERM, "cannot see which pages are cached: the file mapped under the buffer "
+                                  f"({region.path}) cannot be found by name to check whether the kernel hides "
+                                  "its page cache")
+        if st.st_uid != euid and not os.access(region.path, os.W_OK, effective_ids=True):
+            raise hidden_cache_error(region.path)
+    return 0

@@ -7,6 +7,7 @@ directory", a directory is an ``IsADirectoryError`` ("cannot <verb> a
 directory") and a pipe or socket an ``OSError(ENODEV)``, with the file name.
 """
 
+import errno
 import os
 
 cimport mmio._posix as _posix
@@ -102,3 +103,28 @@ def open_regular(path, mode, verb):
     path = os.fspath(path)
     fd = open_path(path, mode, True, verb, &size)
     return fd, size
+
+
+_HIDDEN = ("the kernel hides the page cache of files you neither own nor may write (Linux >= 5.2, "
+           "a side-channel defence: mincore would report made-up residency and cachestat refuses); "
+           "run as the file's owner, with write access, or as root")
+
+
+def hidden_cache_error(path):
+    """The PermissionError for a file whose page cache the kernel hides from the caller."""
+    message = f"cannot see which pages are cached: {_HIDDEN}"
+    if path is None:
+        return PermissionError(errno.EPERM, message)
+    return PermissionError(errno.EPERM, message, os.fspath(path))
+
+
+def cache_hidden(fd):
+    """Whether the kernel hides the page cache of the file open as ``fd`` from this process.
+
+    The kernel's rule for ``mincore(2)`` on a file mapping and for ``cachestat(2)`` (since Linux 5.2):
+    the caller must own the file or be allowed to write it (root may do both). ``mincore`` then
+    reports every page resident, so mmio must refuse rather than pass the figure on.
+    """
+    euid = os.geteuid()
+    return not (euid == 0 or os.fstat(fd).st_uid == euid
+                or os.access(f"/proc/self/fd/{fd}", os.W_OK, effective_ids=True))

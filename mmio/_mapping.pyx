@@ -27,6 +27,7 @@ from mmio._errors cimport raise_errno, raise_oserror
 from mmio._pages cimport (Span, covering, inside, range_call, range_call_chunked, mincore_pages, integer,
                           check_range, check_threads, plain_key, byte_value, checked_index, plain_shape,
                           page_size, MADVISE, MLOCK, MLOCK_ONFAULT, MUNLOCK, MSYNC)
+from ._files import cache_hidden, hidden_cache_error
 from ._flags import Advice, Prot
 from .pagecache import Residency
 from . import procmaps
@@ -820,6 +821,11 @@ cdef class Mapping:
         Residency
             One entry per page the range touches.
 
+        Raises
+        ------
+        PermissionError
+            The kernel hides the page cache of the file from the caller.
+
         Examples
         --------
         >>> with mmio.anonymous(2 * mmio.PAGE_SIZE) as m:
@@ -829,6 +835,8 @@ cdef class Mapping:
         """
         cdef Py_ssize_t start, count
         self.resolve_range(offset, length, &start, &count)
+        if self._fd >= 0 and cache_hidden(self._fd):  # mincore would say every page is resident
+            raise hidden_cache_error(self._path)
         cdef Span span = covering(<size_t>(self.data + start), count)
         self.acquire()
         try:

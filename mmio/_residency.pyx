@@ -17,20 +17,11 @@ cimport mmio._posix as _posix
 from mmio._errors cimport raise_errno, raise_oserror
 from mmio._files cimport open_path, file_size
 from mmio._pages cimport Span, covering, mincore_pages, integer, check_range, page_size
+from ._files import cache_hidden, hidden_cache_error
 from .pagecache import CacheStat, Residency
 
 cdef size_t PAGE = page_size()
 cdef long long CHUNK_MAX = 1 << 40
-
-
-_HIDDEN = ("the kernel hides the page cache of files you neither own nor may write (Linux >= 5.2, "
-           "a side-channel defence: mincore would report made-up residency and cachestat refuses); "
-           "run as the file's owner, with write access, or as root")
-
-
-def _hidden(path):
-    """The PermissionError for a file whose page cache the kernel hides from the caller."""
-    return PermissionError(errno.EPERM, f"cannot see which pages are cached: {_HIDDEN}", os.fspath(path))
 
 
 cdef int _open_file(object path, str verb) except -1:
@@ -65,11 +56,11 @@ cdef bint _cachestat_usable(int fd, object path) except -1:
     if err == 0:
         return not _on_overlayfs(fd)
     if err == _posix.EPERM:
-        raise _hidden(path)
+        raise hidden_cache_error(path)
     # No cachestat (Linux < 6.5): apply the kernel's rule ourselves.
-    if os.geteuid() == 0 or os.fstat(fd).st_uid == os.geteuid() or os.access(path, os.W_OK, effective_ids=True):
-        return False
-    raise _hidden(path)
+    if cache_hidden(fd):
+        raise hidden_cache_error(path)
+    return False
 
 
 cdef tuple _file_range(object offset, object length, long long size):
@@ -151,7 +142,7 @@ def cache_stat(path, offset=0, length=None):
         if err == _posix.ENOSYS:
             raise_oserror(err, "cachestat needs Linux 6.5 or newer; use mmio.residency(path) instead", path)
         if err == _posix.EPERM:
-            raise _hidden(path)
+            raise hidden_cache_error(path)
         if err:
             raise_oserror(err, "cachestat failed", path)
         if _on_overlayfs(fd):  # cachestat reports zeros there: count with mincore instead

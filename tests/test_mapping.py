@@ -886,3 +886,15 @@ def test_a_dontfork_mapping_is_closed_in_a_forked_child_not_a_crash():
         print(os.waitstatus_to_exitcode(status))
     """)
     assert proc.stdout.split() == ["0", "7", "0"]
+
+
+@pytest.mark.parametrize("shift", [1 << 20, -(1 << 20)])
+def test_readinto_a_buffer_overlapping_the_mapping_with_threads(shift):
+    n = 16 << 20
+    m = mmio.anonymous(n)
+    a = m.array()
+    a[:] = (np.arange(n) % 251).astype(np.uint8)
+    source, target = (slice(0, n - shift), slice(shift, n)) if shift > 0 else (slice(-shift, n), slice(0, n + shift))
+    want = a[source].copy()
+    assert m.readinto(memoryview(m)[target], source.start, threads=2) == len(want)
+    assert np.array_equal(a[target], want)

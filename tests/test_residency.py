@@ -191,3 +191,30 @@ def test_residency_of_a_file_the_kernel_hides(public_dir):
             print(e.errno, "neither own nor may write" in str(e))
     """)
     assert proc.stdout.split() == [str(errno.EPERM), "True"]
+
+
+def test_hidden_page_cache_is_refused_through_mappings_and_buffers_too(public_dir):
+    hidden, own = public_dir / "root.bin", public_dir / "nobody.bin"
+    for path in (hidden, own):
+        path.write_bytes(bytes(4 * PAGE))
+        os.chmod(path, 0o644)
+    os.chown(own, 65534, 65534)
+    proc = run_python(f"""
+        import mmap, os, numpy as np, mmio
+        os.setgid(65534); os.setuid(65534)
+        for path in ({str(hidden)!r}, {str(own)!r}):
+            m = mmio.open(path)
+            with open(path, "rb") as f:
+                stdlib = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            for name, target in (("Mapping", m), ("memoryview", memoryview(m)), ("memmap", np.memmap(path, mode="r")),
+                                 ("mmap", stdlib), ("array", m.array()[PAGE:])):
+                try:
+                    print(name, mmio.residency(target).total)
+                except PermissionError as e:
+                    print(name, "refused", e.errno, "neither own nor may write" in str(e))
+        print("anonymous", mmio.residency(np.ones(PAGE * 4, np.uint8)).total > 0)
+    """, setup=f"PAGE = {PAGE}\n")
+    refused = f"refused {errno.EPERM} True"
+    assert proc.stdout.splitlines() == (
+        [f"{name} {refused}" for name in ("Mapping", "memoryview", "memmap", "mmap", "array")]
+        + ["Mapping 4", "memoryview 4", "memmap 4", "mmap 4", "array 3", "anonymous True"])

@@ -292,6 +292,8 @@ int mmio_parallel_copy(char *dst, const char *src, size_t n, int threads,
     /* Split on 2 MiB boundaries of the destination so no huge page is shared by two threads. */
     enum { GRAIN = 1 << 21 };
     copy_job jobs[MAX_THREADS];
+    if (dst < src + n && src < dst + n)
+        threads = 1;  /* overlapping ranges: only one memmove copies them right */
     threads = thread_count(threads, n, GRAIN);
     size_t per = share(n, threads, GRAIN), offset = 0;
     for (int t = 0; t < threads; t++) {

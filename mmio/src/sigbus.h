@@ -43,8 +43,8 @@ int mmio_guarded_touch(char *start, size_t n, size_t page, int write, const char
 int mmio_populate(char *start, size_t n, size_t page, int write, int touch_fallback, int threads,
                   const char **fault);
 
-/* Copy n bytes src -> dst with `threads` native threads, each guarding [lo, hi) (the mapped
- * side).  Returns 0, or -1 with *fault set to the first faulting address any thread saw. */
+/* Copy n bytes src -> dst with `threads` native threads (one when the ranges overlap), each guarding
+ * [lo, hi) (the mapped side).  Returns 0, or -1 with *fault set to the first faulting address any thread saw. */
 int mmio_parallel_copy(char *dst, const char *src, size_t n, int threads,
                        const char *lo, const char *hi, const char *lo2, const char *hi2,
                        const char **fault);
