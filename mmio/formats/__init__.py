@@ -70,8 +70,13 @@ def nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
     return n
 
 
+MESSAGE_LIMIT = 400  # characters of what is wrong: a hostile header is not echoed in full
+
+
 def bad(path, what: str) -> ValueError:
-    """The error for a malformed file: names the file and what is wrong."""
+    """The error for a malformed file: names the file and what is wrong (cut to a sane length)."""
+    if len(what) > MESSAGE_LIMIT:
+        what = f"{what[:MESSAGE_LIMIT]}... ({len(what) - MESSAGE_LIMIT} more characters)"
     return ValueError(f"{path}: {what}")
 
 

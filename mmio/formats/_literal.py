@@ -1,8 +1,10 @@
 """A safe parser for the Python-literal subset found in .npy headers.
 
 Only dicts, lists, tuples, strings, ints, True, False and None are accepted.
-A single regular expression tokenizes; a recursive descent with a depth limit
-builds the value.  Time is linear in the text; nothing is evaluated.
+A single regular expression tokenizes; a recursive descent builds the value.
+Time is linear in the text and bounded: the tokenizer stops at the first
+token past ``MAX_DEPTH`` levels of nesting or past ``MAX_TOKENS`` tokens, so
+a hostile header costs little to refuse.  Nothing is evaluated.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import re
 
 MAX_DEPTH = 32
+MAX_TOKENS = 100_000  # a structured dtype of ~16,000 fields; numpy itself refuses headers over 10,000 bytes
 
 _TOKEN = re.compile(r"""
     \s*(?:
-      (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+      (?P<str>'[^'\\]*(?:\\.[^'\\]*)*'|"[^"\\]*(?:\\.[^"\\]*)*")  # unrolled: no state per character
     | (?P<int>-?(?:0|[1-9][0-9]{0,18}))L?
     | (?P<name>True|False|None)\b
     | (?P<punct>[{}()\[\],:])
@@ -22,6 +25,7 @@ _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)", re.DOTALL)
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "'": "'", '"': '"'}
 _NAMES = {"True": True, "False": False, "None": None}
 _CLOSE = {"(": ")", "[": "]", "{": "}"}
+_CLOSERS = frozenset(_CLOSE.values())
 
 
 class LiteralError(ValueError):
@@ -45,9 +49,12 @@ def parse(text: str):
 
 def _tokenize(text: str) -> list[tuple[str, object]]:
     tokens: list[tuple[str, object]] = []
-    pos, end = 0, len(text)
+    pos, end, depth = 0, len(text), 0
     match = _TOKEN.match
     while pos < end:
+        if len(tokens) >= MAX_TOKENS:
+            raise LiteralError(f"more than {MAX_TOKENS} tokens, more than mmio parses (numpy refuses headers "
+                               "over 10,000 bytes unless told otherwise)")
         m = match(text, pos)
         if m is None:
             if text[pos:].strip() == "":
@@ -62,6 +69,9 @@ def _tokenize(text: str) -> list[tuple[str, object]]:
         elif kind == "name":
             tokens.append(("value", _NAMES[raw]))
         else:
+            depth += (raw in _CLOSE) - (raw in _CLOSERS)
+            if depth > MAX_DEPTH:
+                raise LiteralError(f"nested deeper than {MAX_DEPTH} levels")
             tokens.append(("punct", raw))
         pos = m.end()
     return tokens

@@ -24,6 +24,7 @@ MAX_HEADER = 1 << 22
 """Headers longer than this (4 MiB) are refused; numpy itself stops at 10 kB by default."""
 
 MAX_DIMS = 64
+MAX_TYPESTR = 256  # '<f8', '|S10', '(2,3)<i4', 'M8[ns]': numpy type strings are short
 _INTP_MAX = (1 << 63) - 1
 
 # The header numpy writes for a plain dtype, matched without the general parser.
@@ -31,6 +32,7 @@ _DIM = r"(?:0|[1-9][0-9]{0,18})"
 _SIMPLE = re.compile(
     r"\{'descr': '([^'\\]{1,64})', 'fortran_order': (True|False), "
     rf"'shape': \((|{_DIM},|(?:{_DIM}, )+{_DIM})\), \}} *\n?")
+_SIMPLE_LONGEST = 2048  # 64 dimensions of 19 digits fit; longer text would cost the regex memory per repeat
 _dtype_cache: dict[str, np.dtype] = {}
 _header_cache: dict[bytes, tuple] = {}  # header bytes -> (dtype, shape, fortran): parsing depends on nothing else
 _CACHE_LIMIT = 512
@@ -131,7 +133,7 @@ def _parse_text(body: bytes, encoding: str, path) -> tuple:
         text = body.decode(encoding)
     except UnicodeDecodeError as exc:
         raise bad(path, f".npy header is not valid {encoding}: {exc}") from None
-    m = _SIMPLE.fullmatch(text)
+    m = _SIMPLE.fullmatch(text) if len(text) <= _SIMPLE_LONGEST else None
     if m is None:
         dtype, fortran, shape = _general(text, path)
     else:
@@ -184,6 +186,8 @@ def _general(text: str, path):
 
 
 def _checked_dtype(descr, path) -> np.dtype:
+    if isinstance(descr, str) and len(descr) > MAX_TYPESTR:
+        raise bad(path, f"descr is a string of {len(descr)} characters, too long for a numpy type string")
     try:
         dtype = np.lib.format.descr_to_dtype(descr)
     except Exception as exc:  # numpy raises TypeError, ValueError, KeyError... for bad descrs
