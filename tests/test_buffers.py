@@ -68,6 +68,7 @@ def test_strides_that_reach_outside_any_address_space_are_refused():
 # ---- stdlib mmap, numpy.memmap and views ---------------------------------------------------------
 
 
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
 def test_any_buffer_on_stdlib_mmap():
     mm = mmap.mmap(-1, 8 * PAGE)
     mm[3 * PAGE] = 1

@@ -78,6 +78,7 @@ def test_touch_evict_maps_and_usage(tmp_path, cli):
     assert cli("maps", "999999999").returncode == 1
 
 
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
 def test_lock_holds_until_terminated(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(os.urandom(64 * PAGE))

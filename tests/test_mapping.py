@@ -613,6 +613,7 @@ def test_sync_ranges_and_errors(data_file):
 
 # ---- lock ----------------------------------------------------------------------------------
 
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
 def test_t_mlock_sequence():
     """The seed's t_mlock: lock every 3rd group of 2 pages and see them resident."""
     with mmio.anonymous(24 * PAGE, shared=False) as m:
@@ -634,6 +635,7 @@ def test_lock_on_fault_locks_only_touched_pages():
         m.unlock()
 
 
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
 def test_lock_refused_by_rlimit_explains_itself(tmp_path):
     proc = run_python("""
         import os, resource, mmio
@@ -665,6 +667,7 @@ def test_lock_refused_by_rlimit_explains_itself(tmp_path):
 RANGES = [(0, 1), (PAGE - 1, 2), (PAGE, PAGE), (2 * PAGE + 1, PAGE), (4 * PAGE - 1, 1), (4 * PAGE, 0)]
 
 
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
 @pytest.mark.parametrize("offset, length", RANGES)
 def test_range_methods_touch_exactly_the_pages_of_the_range(offset, length):
     first, last = offset // PAGE, (offset + length - 1) // PAGE
@@ -770,6 +773,7 @@ def test_resize_follows_the_file_not_the_path(public_dir):
         path.rename(other)
 
 
+@pytest.mark.not_under_sanitizer  # ASan's shadow and allocator do not fit in RLIMIT_AS
 def test_failed_resize_leaves_the_file_as_it_was(public_dir):
     path = public_dir / "grow.bin"
     path.write_bytes(bytes(PAGE))
@@ -816,6 +820,7 @@ def test_closed_mapping_properties_and_bad_flags():
         mmio.lock(mm, "1")
 
 
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
 def test_lock_failure_inside_the_limit_does_not_blame_the_limit(tmp_path):
     proc = run_python(f"""
         import os, mmio
@@ -832,6 +837,7 @@ def test_lock_failure_inside_the_limit_does_not_blame_the_limit(tmp_path):
     assert proc.stdout.split() == ["False", "True"]
 
 
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
 def test_a_failed_lock_leaves_nothing_locked_and_names_its_cause(tmp_path):
     proc = run_python(f"""
         import os, mmio

@@ -73,6 +73,7 @@ def test_prefetch_and_touch_chunks_are_checked_not_overflowed(data_file, chunk):
         mmio.touch(path, chunk=chunk)
 
 
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
 def test_unaligned_ranges_cover_every_page_they_touch(data_file):
     path, _ = data_file
     with mmio.open(path) as m:

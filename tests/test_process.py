@@ -1,11 +1,14 @@
 """Process-wide locking: lock_all / unlock_all (mlockall)."""
 
+import pytest
+
 import mmio
 from conftest import run_python
 
 PAGE = mmio.PAGE_SIZE
 
 
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
 def test_lock_all_and_unlock_all():
     proc = run_python("""
         import mmio

@@ -31,6 +31,7 @@ def test_regions_match_proc_self_maps(data_file):
         assert regions[0].inode == os.stat(path).st_ino
 
 
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
 def test_regions_figures_follow_what_happens():
     with mmio.anonymous(16 * PAGE, shared=False) as m:
         # Flags no neighbour has, so the kernel cannot merge this region with another
