@@ -8,7 +8,9 @@ modules reach the loops by ``cimport``.
 
 cimport mmio._posix as _posix
 from mmio._errors cimport raise_errno, raise_oserror
-from mmio._pages cimport Span, page_size
+from cpython.exc cimport PyErr_CheckSignals
+
+from mmio._pages cimport Span, page_size, INTERRUPTIBLE_PIECE, HUGE_PAGE
 from ._pages import kernel_older_than
 from ._errors import MappingFaultError
 
@@ -44,42 +46,67 @@ cdef const char* first_fault(char* start, size_t n, size_t page) noexcept nogil:
 
 cdef int populate_span(Span span, bint write, int threads, const char* data, Py_ssize_t length,
                        object path) except -1:
-    """Fault in every page of ``span``, which lies in the mapping ``[data, data+length)`` of ``path``; raise the
-    MappingFaultError for pages past the end of the file. The caller keeps the span mapped meanwhile."""
-    if span.end == span.first:
-        return 0
+    """Fault in every page of ``span``, which lies in the mapping ``[data, data+length)`` of ``path``, in
+    interruptible pieces; raise the MappingFaultError for pages past the end of the file. The caller keeps
+    the span mapped meanwhile."""
     cdef const char* fault = NULL
+    cdef size_t first = span.first, end
     cdef int err
     install()
-    with nogil:
-        err = mmio_populate(<char*>span.first, span.end - span.first, page_size(), write, TOUCH_TO_POPULATE,
-                            threads, &fault)
-    if err == _posix.EFAULT:
-        raise fault_error(fault, "populate", data, length, NULL, 1, path)
-    if err:
-        raise_oserror(err, "could not prefault the mapping", path)
+    while first < span.end:
+        end = min(span.end, (first + INTERRUPTIBLE_PIECE) & ~(<size_t>HUGE_PAGE - 1))
+        with nogil:
+            err = mmio_populate(<char*>first, end - first, page_size(), write, TOUCH_TO_POPULATE, threads, &fault)
+        if err == _posix.EFAULT:
+            raise fault_error(fault, "populate", data, length, NULL, 1, path)
+        if err:
+            raise_oserror(err, "could not prefault the mapping", path)
+        first = end
+        if first < span.end:
+            PyErr_CheckSignals()
     return 0
 
 
-cdef int parallel_copy(char* dst, const char* src, size_t n, int threads,
-                       const char* lo, const char* hi, const char* lo2, const char* hi2,
-                       const char** fault) noexcept nogil:
-    return mmio_parallel_copy(dst, src, n, threads, lo, hi, lo2, hi2, fault)
-
-
 cdef int copy(char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step, size_t n,
-              const char* lo, const char* hi, const char* lo2, const char* hi2, bint release_gil,
+              const char* lo, const char* hi, const char* lo2, const char* hi2, bint release_gil, int threads,
               const char** fault) except -1:
-    """:c:func:`guarded_copy` with the handler installed, the GIL released if asked; 0, or 1 after a SIGBUS
-    (``fault`` set). The caller keeps both ranges mapped meanwhile."""
-    cdef int rc
+    """Copy ``n`` items, ``dst[i*dst_step] = src[i*src_step]``, guarding ``[lo, hi)`` and ``[lo2, hi2)``; 0, or 1
+    after a SIGBUS (``fault`` set). The caller keeps both ranges mapped meanwhile.
+
+    With ``release_gil`` the copy runs without the GIL, split across ``threads`` native threads when both
+    sides are contiguous, in interruptible pieces (Ctrl-C stops it) unless the two sides overlap.
+    """
     install()
-    if release_gil:
+    if not release_gil:
+        return 0 if mmio_guarded_copy(dst, dst_step, src, src_step, n, lo, hi, lo2, hi2, fault) == 0 else 1
+    cdef bint contiguous = dst_step == 1 and src_step == 1
+    cdef size_t piece = n if _overlap(dst, dst_step, src, src_step, n) else INTERRUPTIBLE_PIECE
+    cdef size_t done = 0, part
+    cdef int rc
+    while done < n:
+        part = min(piece, n - done)
         with nogil:
-            rc = mmio_guarded_copy(dst, dst_step, src, src_step, n, lo, hi, lo2, hi2, fault)
-    else:
-        rc = mmio_guarded_copy(dst, dst_step, src, src_step, n, lo, hi, lo2, hi2, fault)
-    return 0 if rc == 0 else 1
+            if contiguous:
+                rc = mmio_parallel_copy(dst + done, src + done, part, threads, lo, hi, lo2, hi2, fault)
+            else:
+                rc = mmio_guarded_copy(dst + <Py_ssize_t>done * dst_step, dst_step,
+                                       src + <Py_ssize_t>done * src_step, src_step, part,
+                                       lo, hi, lo2, hi2, fault)
+        if rc != 0:
+            return 1
+        done += part
+        if done < n:
+            PyErr_CheckSignals()
+    return 0
+
+
+cdef bint _overlap(const char* dst, Py_ssize_t dst_step, const char* src, Py_ssize_t src_step,
+                   size_t n) noexcept:
+    """Whether the bytes the two sides of a copy span overlap (copied in pieces, they would go in the
+    wrong order)."""
+    cdef const char* dst_end = dst + <Py_ssize_t>(n - 1) * dst_step
+    cdef const char* src_end = src + <Py_ssize_t>(n - 1) * src_step
+    return min(dst, dst_end) <= max(src, src_end) and min(src, src_end) <= max(dst, dst_end)
 
 
 cdef object fault_error(const char* fault, str what, const char* data, Py_ssize_t length, const char* lo,

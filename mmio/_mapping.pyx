@@ -430,7 +430,7 @@ cdef class Mapping:
             self.acquire()  # another thread's close() must not unmap under the copy
         try:
             rc = _guard.copy(dst, dst_step, src, src_step, n, self.data, self.data + self.length,
-                             other, other + n, big, &fault)
+                             other, other + n, big, 1, &fault)
         finally:
             if big:
                 self.release()
@@ -709,13 +709,10 @@ cdef class Mapping:
             self._require(start, 1, n, _posix.PROT_READ)
             if n == 0:
                 return 0
-            _guard.install()
             self.acquire()
             try:
-                with nogil:
-                    rc = _guard.parallel_copy(<char*>dst.buf, self.data + start, n, nthreads,
-                                              self.data, self.data + self.length,
-                                              <char*>dst.buf, <char*>dst.buf + n, &fault)
+                rc = _guard.copy(<char*>dst.buf, 1, self.data + start, 1, n, self.data, self.data + self.length,
+                                 <char*>dst.buf, <char*>dst.buf + n, True, nthreads, &fault)
             finally:
                 self.release()
             if rc != 0:

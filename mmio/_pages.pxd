@@ -4,6 +4,12 @@
 
 cdef size_t page_size() noexcept nogil
 
+cdef enum:
+    # Long GIL-free work (copies, prefaulting, reading files in) runs in pieces this large, 2 MiB aligned,
+    # and runs Python's signal handlers between them: Ctrl-C stops it within one piece.
+    INTERRUPTIBLE_PIECE = 64 << 20
+    HUGE_PAGE = 2 << 20
+
 cdef enum RangeCall:
     MADVISE
     MLOCK

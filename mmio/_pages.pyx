@@ -18,6 +18,7 @@ or a held ``Py_buffer``).
 import operator
 import os
 
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_AsSsize_t
 cdef extern from "Python.h":
     Py_ssize_t PY_SSIZE_T_MAX
@@ -101,13 +102,16 @@ cdef int range_call(int call, Span span, int arg, str attempted, object filename
 
 cdef int range_call_chunked(int call, Span span, int arg, size_t chunk, str attempted,
                             object filename) except -1:
-    """:c:func:`range_call` over ``span`` in pieces of ``chunk`` bytes (a multiple of the page size)."""
+    """:c:func:`range_call` over ``span`` in pieces of ``chunk`` bytes (a multiple of the page size), running
+    Python's signal handlers in between (Ctrl-C stops it)."""
     cdef Span part
     part.first = span.first
     while part.first < span.end:
         part.end = span.end if span.end - part.first <= chunk else part.first + chunk
         range_call(call, part, arg, attempted, filename)
         part.first = part.end
+        if part.first < span.end:
+            PyErr_CheckSignals()
     return 0
 
 

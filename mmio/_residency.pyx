@@ -13,10 +13,12 @@ rather than report a wrong number.
 import errno
 import os
 
+from cpython.exc cimport PyErr_CheckSignals
+
 cimport mmio._posix as _posix
 from mmio._errors cimport raise_errno, raise_oserror
 from mmio._files cimport open_path, file_size
-from mmio._pages cimport Span, covering, mincore_pages, integer, check_range, page_size
+from mmio._pages cimport Span, covering, mincore_pages, integer, check_range, page_size, INTERRUPTIBLE_PIECE
 from ._files import cache_hidden, hidden_cache_error
 from .pagecache import CacheStat, Residency
 
@@ -220,6 +222,7 @@ def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, prog
             pos += n
             if progress is not None:
                 progress(pos - start, count)
+            PyErr_CheckSignals()  # Ctrl-C stops a long touch between chunks
         if method == "willneed" and count:
             # Wait for the reads: cachestat counts a page as soon as its read is queued, but
             # MADV_POPULATE_READ returns only once every page holds its data (and reads any
@@ -234,26 +237,31 @@ def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, prog
 
 
 cdef int _populate_file(int fd, object path, long long offset, long long length) except -1:
-    """Read ``[offset, offset+length)`` into the page cache through a temporary mapping."""
+    """Read ``[offset, offset+length)`` into the page cache through a temporary mapping, in interruptible
+    pieces (Ctrl-C stops it)."""
     cdef long long first = offset - offset % PAGE
-    cdef size_t span = <size_t>(offset + length - first)
-    cdef void* base
-    cdef int rc = 0, err = 0
+    cdef size_t span = <size_t>(offset + length - first), done = 0, part
+    cdef char* base
+    cdef int rc = 0
     if length == 0:
         return 0
     with nogil:
-        base = _posix.mmap(NULL, span, _posix.PROT_READ, _posix.MAP_SHARED, fd, first)
-        if base != _posix.MAP_FAILED:
-            _posix.madvise(base, span, _posix.MADV_HUGEPAGE)  # a hint: 2 MiB folios where possible
-            rc = _posix.madvise(base, span, _posix.MADV_POPULATE_READ)
+        base = <char*>_posix.mmap(NULL, span, _posix.PROT_READ, _posix.MAP_SHARED, fd, first)
+    if base == <char*>_posix.MAP_FAILED:
+        raise_errno("could not read the file into the page cache", path)
+    try:
+        _posix.madvise(base, span, _posix.MADV_HUGEPAGE)  # a hint: 2 MiB folios where possible
+        while done < span:
+            part = min(<size_t>INTERRUPTIBLE_PIECE, span - done)
+            with nogil:
+                rc = _posix.madvise(base + done, part, _posix.MADV_POPULATE_READ)
             if rc != 0:
-                err = _posix.errno
-            _posix.munmap(base, span)
-        else:
-            err = _posix.errno
-            rc = -1
-    if rc != 0:
-        raise_oserror(err, "could not read the file into the page cache", path)
+                raise_errno("could not read the file into the page cache", path)
+            done += part
+            if done < span:
+                PyErr_CheckSignals()
+    finally:
+        _posix.munmap(base, span)
     return 0
 
 

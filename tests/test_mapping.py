@@ -904,3 +904,32 @@ def test_readinto_a_buffer_overlapping_the_mapping_with_threads(shift):
     want = a[source].copy()
     assert m.readinto(memoryview(m)[target], source.start, threads=2) == len(want)
     assert np.array_equal(a[target], want)
+
+
+def test_ctrl_c_stops_long_gil_free_work_between_pieces():
+    # 16 GiB of untouched private memory read-faults onto the zero page: seconds of work, no memory.
+    proc = run_python("""
+        import os, signal, threading, time, mmio
+        def interrupt_after(seconds):
+            def fire():
+                time.sleep(seconds)
+                fire.at = time.perf_counter()
+                os.kill(os.getpid(), signal.SIGINT)
+            threading.Thread(target=fire, daemon=True).start()
+            return fire
+        m = mmio.anonymous(16 << 30, shared=False)
+        m.advise("nohugepage")
+        src, dst = mmio.anonymous(8 << 30, shared=False), mmio.anonymous(8 << 30, shared=False)
+        for name, op in (("populate", m.populate), ("populate-threads", lambda: m.populate(threads=2)),
+                         ("readinto", lambda: src.readinto(dst, threads=2))):
+            fire = interrupt_after(0.2)
+            try:
+                op()
+                print(name, "completed")
+            except KeyboardInterrupt:
+                print(name, "interrupted", time.perf_counter() - fire.at < 1.0)
+            m.advise("dontneed", discard=True)
+        print("guard sane", m[0], src[:3])
+    """)
+    assert proc.stdout.splitlines() == ["populate interrupted True", "populate-threads interrupted True",
+                                        "readinto interrupted True", "guard sane 0 b'\\x00\\x00\\x00'"]
