@@ -9,8 +9,10 @@ reported on stderr and the rest still run), 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush must not fail again
         return 141  # 128 + SIGPIPE, what the shell reports for ls
     except (OSError, ValueError) as exc:
-        print(f"mmio {args.command}: {exc}", file=sys.stderr)
+        print(f"mmio {args.command}: {_shown_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -143,8 +145,44 @@ def _size(n: int | None, exact: bool) -> str:
     return str(n) if exact else human_bytes(n, compact=True)
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\udc80-\udcff]")  # C0, DEL, C1, undecodable bytes
+_UNPRINTABLE_OR_BACKSLASH = re.compile(r"[\x00-\x1f\x7f-\x9f\udc80-\udcff\\]")
+_C_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+
+
+def _escape_one(match: re.Match) -> str:
+    char = match.group()
+    if char in _C_ESCAPES:
+        return _C_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"  # an undecodable byte is the byte
+
+
+def _shown(name) -> str:
+    """A file name as the CLI prints it: control characters, backslashes and bytes that are not UTF-8 as C
+    escapes (``\\n``, ``\\x1b``, ``\\xff``, ``\\\\``), as ``ls -b`` does, so no name can forge a line
+    or reach the terminal as an escape sequence."""
+    name = os.fsdecode(name) if isinstance(name, bytes) else str(name)
+    return _UNPRINTABLE_OR_BACKSLASH.sub(_escape_one, name)
+
+
+def _shown_message(text) -> str:
+    """An error message as the CLI prints it: backslashes kept, anything unprintable escaped."""
+    return _UNPRINTABLE.sub(_escape_one, str(text))
+
+
+def _json_name(name, key: str = "file") -> dict:
+    """A file name for ``--json``: ``key`` is valid UTF-8 (U+FFFD for bytes that are not), and
+    ``<key>_base64`` holds the exact bytes when ``key`` cannot."""
+    raw = os.fsencode(name)
+    text = raw.decode("utf-8", "replace")
+    if text.encode("utf-8") == raw:
+        return {key: text}
+    return {key: text, f"{key}_base64": base64.b64encode(raw).decode("ascii")}
+
+
 def _fail(command: str, path: str, error) -> None:
-    print(f"mmio {command}: {path}: {error}", file=sys.stderr)
+    print(f"mmio {command}: {_shown(path)}: {_shown_message(error)}", file=sys.stderr)
 
 
 # ---- residency -------------------------------------------------------------------------------------
@@ -168,7 +206,7 @@ def _cmd_residency(args) -> int:
 def _residency_json(rows) -> dict:
     files = []
     for r in rows:
-        item = {"file": r.path, "size": r.size}
+        item = {**_json_name(r.path), "size": r.size}
         if r.residency is None:
             item.update(res=None, pages=None, total_pages=None, fraction=None, error=r.error)
         else:
@@ -187,10 +225,11 @@ def _print_residency(rows, exact: bool, verbose: bool) -> None:
     res_total = pages_total = size_total = 0
     for r in rows:
         if r.residency is None:
-            table.append(("?", "?", _size(r.size, exact), r.path))
+            table.append(("?", "?", _size(r.size, exact), _shown(r.path)))
             continue
         res = r.residency
-        table.append((_size(res.resident * res.page_size, exact), str(res.resident), _size(r.size, exact), r.path))
+        table.append((_size(res.resident * res.page_size, exact), str(res.resident), _size(r.size, exact),
+                      _shown(r.path)))
         res_total += res.resident * res.page_size
         pages_total += res.resident
         size_total += r.size or 0
@@ -243,7 +282,7 @@ def _cmd_touch(args) -> int:
             progress.close()
         seconds = time.perf_counter() - start
         rate = f", {size / seconds / 1e9:.2f} GB/s" if seconds > 0 and size else ""
-        return f"{path}: {pages} pages cached ({human_bytes(size)} in {seconds:.3f} s{rate})"
+        return f"{_shown(path)}: {pages} pages cached ({human_bytes(size)} in {seconds:.3f} s{rate})"
 
     return _each_file(args, one)
 
@@ -252,7 +291,7 @@ def _cmd_evict(args) -> int:
     def one(path):
         left = mmio.evict(path, sync=args.sync)
         what = "unknown (the kernel hides this file's page cache)" if left is None else str(left)
-        return f"{path}: {what} pages still cached"
+        return f"{_shown(path)}: {what} pages still cached"
 
     return _each_file(args, one)
 
@@ -290,15 +329,20 @@ def _cmd_lock(args) -> int:
 def _cmd_maps(args) -> int:
     regions = mmio.maps(args.pid)
     if args.json:
-        print(json.dumps([{**{f: getattr(r, f) for f in r.__dataclass_fields__ if f != "vm_flags"},
-                           "vm_flags": sorted(r.vm_flags)} for r in regions], indent=1))
+        print(json.dumps([_region_json(r) for r in regions], indent=1))
         return 0
     print(f"{'START':>12} {'END':>12} PERM {'SIZE':>8} {'RSS':>8} {'PSS':>8} {'LOCKED':>8} {'HUGE':>8} PATH")
     for r in regions:
         print(f"{r.start:12x} {r.end:12x} {r.perms} {_size(r.size, False):>8} {_size(r.rss, False):>8} "
               f"{_size(r.pss, False):>8} {_size(r.locked, False):>8} {_size(r.huge_bytes, False):>8} "
-              f"{r.path or ''}")
+              f"{_shown(r.path or '')}")
     return 0
+
+
+def _region_json(region) -> dict:
+    fields = {f: getattr(region, f) for f in region.__dataclass_fields__ if f not in ("path", "vm_flags")}
+    path = {"path": None} if region.path is None else _json_name(region.path, "path")
+    return {**fields, **path, "vm_flags": sorted(region.vm_flags)}
 
 
 def _cmd_demo(args) -> int:

@@ -1,6 +1,7 @@
 """The command line, run in-process through ``mmio.cli.main`` (plus process-level smoke tests: a held lock
 that a signal ends, and file names a strict terminal encoding cannot print)."""
 
+import base64
 import json
 import os
 import signal
@@ -160,3 +161,33 @@ def test_a_reader_that_leaves_ends_the_output_quietly():
     finally:
         os.close(write)
     assert proc.returncode == 141 and proc.stderr == ""
+
+
+HOSTILE_NAMES = {b"evil\nrow": "evil\\nrow", b"\x1b[31mred": "\\x1b[31mred", b"bad\xff": "bad\\xff",
+                 b"back\\slash": "back\\\\slash", b"c1\xc2\x9bx": "c1\\x9bx"}
+
+
+def test_file_names_cannot_forge_lines_or_reach_the_terminal(tmp_path, cli):
+    folder = os.fsencode(tmp_path / "d")
+    os.mkdir(folder)
+    for name in HOSTILE_NAMES:
+        with open(folder + b"/" + name, "wb") as f:
+            f.write(b"x" * 10)
+    table = cli("residency", os.fsdecode(folder))
+    lines = table.stdout.splitlines()
+    assert table.returncode == 0 and len(lines) == 2 + len(HOSTILE_NAMES)  # header, files, total
+    assert not any(c in table.stdout for c in "\x1b\x9b\udcff")
+    assert sorted(line.rsplit("/", 1)[1] for line in lines[1:-1]) == sorted(HOSTILE_NAMES.values())
+    for command in ("touch", "evict"):
+        out = cli(command, os.fsdecode(folder)).stdout
+        assert len(out.splitlines()) == len(HOSTILE_NAMES) and "\x1b" not in out
+    missing = cli("evict", os.fsdecode(folder + b"/gone\n\x1b[2J"))
+    assert missing.returncode == 1 and "\x1b" not in missing.stderr and len(missing.stderr.splitlines()) == 1
+
+    report = json.loads(cli("residency", "--json", os.fsdecode(folder)).stdout)
+    for row in report["files"]:
+        row["file"].encode("utf-8")  # valid Unicode: no lone surrogates
+        exact = base64.b64decode(row["file_base64"]) if "file_base64" in row else row["file"].encode()
+        assert exact.rsplit(b"/", 1)[1] in HOSTILE_NAMES
+    assert sorted(base64.b64decode(r["file_base64"]).rsplit(b"/", 1)[1] for r in report["files"]
+                  if "file_base64" in r) == [b"bad\xff"]
