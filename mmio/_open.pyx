@@ -14,6 +14,7 @@ cdef extern from "<limits.h>":
 
 cimport mmio._posix as _posix
 from mmio._errors cimport raise_errno, raise_oserror
+cimport mmio._guard as _guard
 from mmio._files cimport open_path, file_size, truncate
 from mmio._mapping cimport Mapping
 from mmio._pages cimport integer, page_size
@@ -346,7 +347,39 @@ cdef int _mremap(Mapping m, Py_ssize_t new_size) except -1:
     cdef void* base = _posix.mremap(m._base, m._map_length, new_length, _posix.MREMAP_MAYMOVE)
     if base == _posix.MAP_FAILED:
         raise_errno(f"could not resize the mapping to {new_size} bytes", m._path)
+    cdef Py_ssize_t old_size = m.length
     m.hold(base, new_length, delta, new_size)
+    if new_size > old_size and not m._shared:
+        _forget_private_tail(m, old_size)
+    return 0
+
+
+cdef int _forget_private_tail(Mapping m, Py_ssize_t old_size) except -1:
+    """After a private mapping grew from ``old_size``: the bytes it regains in the page that held its old end
+    are what it wrote there before it shrank (the kernel kept the page). Give them the file's bytes again
+    (zeros for anonymous memory), as a fresh mapping would have."""
+    cdef size_t old_end = <size_t>(m.data + old_size)
+    cdef size_t page_end = (old_end + PAGE - 1) & ~(PAGE - 1)
+    cdef Py_ssize_t n = min(<Py_ssize_t>(page_end - old_end), m.length - old_size)
+    if n <= 0:
+        return 0
+    fresh = bytearray(n)
+    if not m._anonymous:
+        got = os.pread(m._fd, n, m._file_offset + old_size)
+        fresh[:len(got)] = got
+    cdef const char* fault = NULL
+    cdef char* source = fresh
+    cdef void* page = <void*>(page_end - PAGE)
+    cdef bint read_only = not (m._prot & _posix.PROT_WRITE)
+    if read_only and _posix.mprotect(page, PAGE, m._prot | _posix.PROT_READ | _posix.PROT_WRITE) != 0:
+        raise_errno("could not resize the mapping", m._path)
+    try:
+        # A page past a truncated end faults: it was never written, so nothing stale is there.
+        _guard.copy(<char*>old_end, 1, source, 1, n, <char*>old_end, <char*>old_end + n, NULL, NULL, False, 1,
+                    &fault)
+    finally:
+        if read_only:
+            _posix.mprotect(page, PAGE, m._prot)
     return 0
 
 

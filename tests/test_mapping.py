@@ -933,3 +933,21 @@ def test_ctrl_c_stops_long_gil_free_work_between_pieces():
     """)
     assert proc.stdout.splitlines() == ["populate interrupted True", "populate-threads interrupted True",
                                         "readinto interrupted True", "guard sane 0 b'\\x00\\x00\\x00'"]
+
+
+@pytest.mark.parametrize("kind", ["file", "anonymous"])
+def test_a_private_mapping_regrown_within_a_page_forgets_what_the_shrink_cut(tmp_path, kind):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"f" * (2 * PAGE))
+    m = mmio.open(path, "c") if kind == "file" else mmio.anonymous(2 * PAGE, shared=False)
+    fresh = b"f" if kind == "file" else b"\0"
+    m[:] = b"w" * (2 * PAGE)
+    m.resize(PAGE + 100)            # the kernel keeps the page that holds the new end, private writes and all
+    m.resize(2 * PAGE)
+    assert m[PAGE + 99] == ord("w") and m[PAGE + 100:] == fresh * (PAGE - 100)
+    m[:] = b"w" * (2 * PAGE)
+    m.resize(PAGE + 100)
+    m.protect("r")                  # and when the mapping cannot be written through
+    m.resize(2 * PAGE)
+    assert m[PAGE + 100:] == fresh * (PAGE - 100) and m.protection == mmio.Prot.READ
+    assert path.read_bytes() == b"f" * (2 * PAGE)
