@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
+import mmio
 from mmio import formats
 from mmio.formats import ArraySpec, npy, npz, safetensors
 
@@ -139,3 +140,41 @@ def test_safetensors_null_metadata_is_no_metadata_as_the_reference_reader_has_it
     data = len(raw).to_bytes(8, "little") + raw + b"\x07"
     layout = safetensors.describe(reader(data), len(data), "null.safetensors")
     assert layout.metadata == {} and [s.name for s in layout.arrays] == ["t"]
+
+
+@pytest.mark.parametrize("before, after", [(b" ", b""), (b"\n\t\r ", b"  "), (b"", b"    ")])
+def test_safetensors_json_whitespace_around_the_header_is_accepted_as_the_reference_reader_does(
+        tmp_path, before, after):
+    from safetensors.numpy import load_file
+    raw = before + json.dumps({"t": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}}).encode() + after
+    path = tmp_path / "ws.safetensors"
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"\x07\x08")
+    assert load_file(str(path))["t"].tolist() == mmio.load(path)["t"].tolist() == [7, 8]
+
+
+def test_safetensors_header_limit_is_the_reference_readers_and_parsing_leaves_the_collector_on():
+    import gc
+    assert safetensors.MAX_HEADER == 100_000_000
+    too_long = (100_000_001).to_bytes(8, "little") + b"{"
+    with pytest.raises(ValueError, match="larger than the limit"):
+        safetensors.describe(reader(too_long), 200_000_000, "big.safetensors")
+    raw = b'{"t": {"dtype": "U8", "shape": [1], "data_offsets": [0, 2]}}'
+    with pytest.raises(ValueError, match="needs 1 bytes"):
+        safetensors.describe(reader(len(raw).to_bytes(8, "little") + raw + b"xx"), len(raw) + 10, "x.safetensors")
+    assert gc.isenabled()
+
+
+def test_safetensors_refusals_name_the_tensor_and_the_cause():
+    cases = {
+        "entry": ([1], "entry is not an object"),
+        "dtype": ({"dtype": "Q9", "shape": [1], "data_offsets": [0, 1]}, "unsupported dtype 'Q9'"),
+        "shape": ({"dtype": "U8", "shape": [1.5], "data_offsets": [0, 1]}, r"shape \[1.5\] is not a list of non-"),
+        "dims": ({"dtype": "U8", "shape": [1] * 65, "data_offsets": [0, 1]}, "shape has 65 dimensions; numpy allows 64"),
+        "offsets": ({"dtype": "U8", "shape": [1], "data_offsets": [1, 0]}, r"data_offsets \[1, 0\] is not"),
+        "missing": ({"dtype": "U8", "shape": [1]}, "data_offsets None is not"),
+    }
+    for name, (entry, message) in cases.items():
+        raw = json.dumps({name: entry}).encode()
+        data = len(raw).to_bytes(8, "little") + raw + b"\0"
+        with pytest.raises(ValueError, match=f"^bad.safetensors: tensor '{name}': {message}"):
+            safetensors.describe(reader(data), len(data), "bad.safetensors")

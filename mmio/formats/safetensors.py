@@ -8,16 +8,19 @@ dict of strings.  JSON is parsed by the standard library (no evaluation).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-
 import numpy as np
 
-from . import HEAD, ArraySpec, Layout, ReadAt, bad, nbytes
+from . import HEAD, ArraySpec, Layout, ReadAt, bad, collector_paused, nbytes
 
 NAME = "safetensors"
 
-MAX_HEADER = 100 << 20
-"""Header size limit (100 MiB), as in the reference implementation."""
+MAX_HEADER = 100_000_000
+"""Header size limit in bytes, as in the reference implementation."""
+
+MAX_DIMS = 64
+"""numpy's limit on dimensions."""
+
+JSON_WHITESPACE = b" \t\r\n"
 
 DTYPES = {
     "BOOL": np.dtype("?"),
@@ -30,46 +33,38 @@ DTYPES = {
 """safetensors dtype names numpy can represent (BF16 and the F8 formats have no numpy dtype)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Tensor:
-    """One tensor of a safetensors file: dtype, shape and absolute byte offset of its data."""
-
-    name: str
-    dtype: np.dtype
-    shape: tuple[int, ...]
-    data_offset: int
-
-
 def sniff(head: bytes) -> bool:
-    """Whether a file starting with ``head`` looks like safetensors: a plausible length, then ``{``."""
-    return len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 32)
+    """Whether a file starting with ``head`` looks like safetensors: a plausible length, then ``{`` (after
+    JSON whitespace, which the reference reader accepts too)."""
+    return (len(head) >= 9 and int.from_bytes(head[:8], "little") < (1 << 32)
+            and head[8:].lstrip(JSON_WHITESPACE)[:1] == b"{")
 
 
 def describe(read_at: ReadAt, size: int, path) -> Layout:
     """The tensors of a safetensors file of ``size`` bytes, in the header's order, and its metadata."""
     head = read_at(0, min(size, HEAD))
     n = header_length(head, path, size)
-    if 8 + n > len(head):
-        head = read_at(0, 8 + n)
-    tensors, metadata = parse_header(head, path, size)
-    specs = tuple(ArraySpec(t.name, t.dtype, t.shape, "C", t.data_offset) for t in tensors.values())
+    text = head[8:8 + n] if 8 + n <= len(head) else read_at(8, n)
+    specs, metadata = parse_header(text, path, 8 + n, size)
     return Layout(NAME, specs, "dict", metadata)
 
 
-def parse_header(head: bytes, path, file_size: int) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """``(tensors, metadata)`` from the start of a safetensors file.
-
-    ``head`` must hold at least ``8 + header length`` bytes (see :func:`header_length`).
+def parse_header(text: bytes, path, base: int, file_size: int) -> tuple[tuple[ArraySpec, ...], dict[str, str]]:
+    """``(tensors, metadata)`` from the JSON header ``text`` of a safetensors file whose data starts at ``base``.
 
     Raises
     ------
     ValueError
-        Naming ``path`` and what is wrong: bad length, JSON, dtype, shape or offsets,
-        overlapping tensors, or data past the end of the file.
+        Naming ``path`` and what is wrong: bad JSON, dtype, shape or offsets, overlapping
+        tensors, or data past the end of the file.
     """
-    n = header_length(head, path, file_size)
+    with collector_paused():
+        return _parse(text, path, base, file_size)
+
+
+def _parse(text: bytes, path, base: int, file_size: int) -> tuple[tuple[ArraySpec, ...], dict[str, str]]:
     try:
-        header = json.loads(head[8:8 + n], object_pairs_hook=_no_duplicates)
+        header = json.loads(text, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError) as exc:
         raise bad(path, f"safetensors header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
@@ -79,17 +74,17 @@ def parse_header(head: bytes, path, file_size: int) -> tuple[dict[str, Tensor], 
         metadata = {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise bad(path, "safetensors __metadata__ must be an object of strings")
-    base = 8 + n
-    tensors = {name: _tensor(path, name, entry, base) for name, entry in header.items()}
-    _check_layout(path, tensors, header, base, file_size)
-    return tensors, metadata
+    specs = tuple(_spec(path, name, entry, base) for name, entry in header.items())
+    _check_layout(path, specs, base, file_size)
+    return specs, metadata
 
 
 def _no_duplicates(pairs):
-    keys = [k for k, _ in pairs]
-    if len(keys) != len(set(keys)):
-        raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
-    return dict(pairs)
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        keys = [k for k, _ in pairs]
+        raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})[:10]}")
+    return found
 
 
 def header_length(head: bytes, path, file_size: int) -> int:
@@ -104,37 +99,50 @@ def header_length(head: bytes, path, file_size: int) -> int:
     return n
 
 
-def _tensor(path, name: str, entry, base: int) -> Tensor:
+def _spec(path, name: str, entry, base: int) -> ArraySpec:
+    """The tensor ``name`` as an ArraySpec (offset absolute); a header may hold a million, so the common case
+    is checked in few steps and a refusal is worked out by :func:`_refuse`."""
+    try:
+        dtype = DTYPES[entry["dtype"]]
+        shape = entry["shape"]
+        begin, end = entry["data_offsets"]
+    except (TypeError, KeyError, ValueError):
+        raise _refuse(path, name, entry) from None
+    if (type(shape) is not list or len(shape) > MAX_DIMS or type(begin) is not int or type(end) is not int
+            or not 0 <= begin <= end or not all(type(d) is int and d >= 0 for d in shape)):
+        raise _refuse(path, name, entry)
+    size = nbytes(dtype, shape)
+    if end - begin != size:
+        raise bad(path, f"tensor {name!r}: {entry['dtype']} {shape} needs {size} bytes, "
+                        f"data_offsets span {end - begin}")
+    return ArraySpec(name, dtype, tuple(shape), "C", base + begin)
+
+
+def _refuse(path, name: str, entry) -> ValueError:
+    """What is wrong with a tensor entry that the fast check refused."""
     if not isinstance(entry, dict):
-        raise bad(path, f"tensor {name!r}: entry is not an object")
+        return bad(path, f"tensor {name!r}: entry is not an object")
     code = entry.get("dtype")
     if not isinstance(code, str) or code not in DTYPES:
         hint = " (numpy has no such dtype)" if code in ("BF16", "F8_E4M3", "F8_E5M2") else ""
-        raise bad(path, f"tensor {name!r}: unsupported dtype {code!r}{hint}")
+        return bad(path, f"tensor {name!r}: unsupported dtype {code!r}{hint}")
     shape = entry.get("shape")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise bad(path, f"tensor {name!r}: shape {shape!r} is not a list of non-negative ints")
-    offsets = entry.get("data_offsets")
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(type(o) is int and o >= 0 for o in offsets) or offsets[0] > offsets[1]):
-        raise bad(path, f"tensor {name!r}: data_offsets {offsets!r} is not [begin, end]")
-    dtype = DTYPES[code]
-    size = nbytes(dtype, tuple(shape))
-    if offsets[1] - offsets[0] != size:
-        raise bad(path, f"tensor {name!r}: {code} {shape} needs {size} bytes, "
-                        f"data_offsets span {offsets[1] - offsets[0]}")
-    return Tensor(name, dtype, tuple(shape), base + offsets[0])
+        return bad(path, f"tensor {name!r}: shape {shape!r} is not a list of non-negative ints")
+    if len(shape) > MAX_DIMS:
+        return bad(path, f"tensor {name!r}: shape has {len(shape)} dimensions; numpy allows {MAX_DIMS}")
+    return bad(path, f"tensor {name!r}: data_offsets {entry.get('data_offsets')!r} is not [begin, end]")
 
 
-def _check_layout(path, tensors: dict, header: dict, base: int, file_size: int) -> None:
+def _check_layout(path, specs: tuple[ArraySpec, ...], base: int, file_size: int) -> None:
     # As the reference implementation requires: tensors tile the data exactly, no gaps, no overlaps.
-    spans = sorted((tuple(header[name]["data_offsets"]), name) for name in tensors)
-    end = 0
-    for (begin, stop), name in spans:
+    spans = sorted((spec.offset, spec.offset + spec.nbytes, spec.name) for spec in specs)
+    end = base
+    for begin, stop, name in spans:
         if begin < end:
             raise bad(path, f"tensor {name!r} overlaps another tensor")
         if begin > end:
             raise bad(path, f"a gap of {begin - end} bytes before tensor {name!r}")
         end = stop
-    if base + end != file_size:
-        raise bad(path, f"tensor data ends at byte {base + end} but the file has {file_size}")
+    if end != file_size:
+        raise bad(path, f"tensor data ends at byte {end} but the file has {file_size}")
