@@ -77,7 +77,7 @@ def array(m, a, b):
 def residency(m, a, b): m.residency(a, b - a); mmio.residency(m)
 def buffer_calls(m, a, b):
     # BUG: not mmio.advise(m, ...) on the Mapping itself, which is m.advise(): racing resize() it acts on a
-    # stale range (test_protect_or_advise_racing_resize_*). Through a memoryview the buffer is held.
+    # stale range (test_advise_racing_resize_discards_only_its_own_pages). A memoryview holds the buffer.
     with memoryview(m) as v:
         mmio.advise(v, "willneed", a, b - a)
         mmio.residency(v[a:b])
@@ -163,7 +163,8 @@ def race(controllers=1, readers=3, need=(), seconds=1.0):
     tried = sum(reads, collections.Counter())
     refused = sum(errors, collections.Counter())
     print("SUMMARY " + json.dumps({"reads": sum(tried.values()), "per_read": dict(tried), "control": dict(done),
-                                   "refused": dict(refused), "examples": examples, "seconds": round(time.monotonic() - start, 2)}))
+                                   "refused": dict(refused), "examples": examples,
+                                   "seconds": round(time.monotonic() - start, 2)}))
 """
 
 # One controller per race: pick(rng) -> (what, action); ALSO: exceptions it may meet beyond CLEAR; need:
@@ -180,8 +181,8 @@ CONTROLS = {
         """, [("close", 10, 3)]),
     "resize": ("""
         ALSO = ()
-        # BUG: never to (or from) size 0: test_resize_through_zero_* (that mmap runs with the GIL released
-        # while the mapping is half replaced).
+        # BUG: never to (or from) size 0: that mmap runs with the GIL released while the mapping is half
+        # replaced (test_resize_through_zero_racing_resize_leaks_no_mapping, test_close_racing_resize_from_zero_*).
         SIZES = [N, N // 2, N - 1, 3 * P + 5, P]
         def pick(rng):
             size = rng.choice(SIZES)
@@ -240,8 +241,8 @@ CONTROLS = {
             actions = [("close", close_and_reopen), ("lock", lambda: lock_and_back(m)),
                        ("sync", lambda: m.sync(wait=rng.random() < 0.5)),
                        ("populate", lambda: m.populate(0, 64 * P, threads=2))]
-            # BUG: protect() and advise() must not race resize() (test_protect_or_advise_racing_resize_*):
-            # only the first controller resizes, protects and advises.
+            # BUG: protect() and advise() must not race resize() (test_protect_racing_resize_never_crashes,
+            # test_advise_racing_resize_discards_only_its_own_pages): one controller resizes, protects, advises.
             if threading.current_thread().name == "controller 0":
                 size, prot, a = rng.choice([N, N // 2, P]), rng.choice(["none", "r"]), rng.randrange(N)
                 actions += [("resize", lambda: m.resize(size)),             # BUG: not 0 (the resize race)
