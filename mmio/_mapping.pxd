@@ -13,6 +13,11 @@
 # ``data`` and ``length`` are valid only while the mapping is open; hold an
 # acquire()/release() pair around any use that may outlive a Python-level check.
 
+cdef class Mapping
+
+cdef class MappingExport:
+    cdef readonly Mapping mapping   # the owner, which counts this export
+
 cdef class Mapping:
     cdef char* data              # first byte of the range (NULL once closed)
     cdef Py_ssize_t length       # bytes in the range
@@ -42,15 +47,16 @@ cdef class Mapping:
     # for _open (the constructors) and the methods themselves
     cdef int hold(self, void* base, size_t map_length, Py_ssize_t delta, Py_ssize_t length) noexcept
     cdef int madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
-    cdef int _discard(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
+    cdef int _discard(self, int advice, Py_ssize_t start, Py_ssize_t count, str attempted) except -1
     cdef int populate_range(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1
 
     # internal
     cdef int _unmap(self) except -1
     cdef object _make_array(self, object descr, tuple dims, Py_ssize_t offset, bint fortran,
-                            bint writable)
+                            bint writable, MappingExport export)
     cdef int _prot_of(self, Py_ssize_t start, Py_ssize_t count, bint any_page=*) except -1
     cdef int _require(self, Py_ssize_t start, Py_ssize_t step, Py_ssize_t n, int needed) except -1
+    cdef int _protect(self, Py_ssize_t start, Py_ssize_t count, int prot, bint unsafe) except -1
     cdef int _record_prot(self, size_t first, size_t end, int prot) except -1
     cdef int _range_call(self, int call, Py_ssize_t start, Py_ssize_t count, int arg,
                          str attempted) except -1

@@ -68,8 +68,6 @@ cdef class MappingExport:
     array can never point at unmapped memory.  ``mapping`` is the owner.
     """
 
-    cdef readonly Mapping mapping
-
     def __cinit__(self, Mapping mapping not None):
         mapping._exports += 1
         self.mapping = mapping
@@ -336,6 +334,7 @@ cdef class Mapping:
             raise ValueError(f"order must be 'C' or 'F', not {order!r}")
         offset = integer(offset, "offset")
         dims = None if shape is None else plain_shape(shape)
+        export = MappingExport(self)  # counted from here on: no other thread can resize or close the mapping
         self.check_open()
         if offset < 0 or offset > self.length:
             raise ValueError(f"offset {offset} is outside the mapping of {self.length} bytes")
@@ -352,10 +351,10 @@ cdef class Mapping:
         if nbytes and not (prot & _posix.PROT_READ):
             raise PermissionError(_posix.EACCES, f"cannot hand out an array over [{offset}, "
                                   f"{offset + nbytes}): part of it is protected PROT_NONE")
-        return self._make_array(descr, dims, offset, order == "F", prot & _posix.PROT_WRITE)
+        return self._make_array(descr, dims, offset, order == "F", prot & _posix.PROT_WRITE, export)
 
     cdef object _make_array(self, object descr, tuple dims, Py_ssize_t offset, bint fortran,
-                            bint writable):
+                            bint writable, MappingExport export):
         cdef cnp.npy_intp c_dims[64]
         cdef int nd = len(dims), i
         if nd > 64:
@@ -365,7 +364,6 @@ cdef class Mapping:
         cdef int flags = cnp.NPY_ARRAY_F_CONTIGUOUS if fortran else cnp.NPY_ARRAY_C_CONTIGUOUS
         if writable:
             flags |= cnp.NPY_ARRAY_WRITEABLE
-        export = MappingExport(self)
         cdef cnp.dtype c_descr = descr
         Py_INCREF(c_descr)  # PyArray_NewFromDescr steals it
         arr = PyArray_NewFromDescr(np.ndarray, c_descr, nd, c_dims, NULL,
@@ -521,29 +519,38 @@ cdef class Mapping:
         ...     m.readonly
         True
         """
-        prot = Prot.parse(prot)
+        cdef int c_prot = Prot.parse(prot)  # every conversion before the range is checked: they run Python code
+        cdef bint allow_unsafe = unsafe
         cdef Py_ssize_t start, count
         self.resolve_range(offset, length, &start, &count)
-        if prot & Prot.WRITE and self._mode == "r":
+        if c_prot & _posix.PROT_WRITE and self._mode == "r":
             raise_oserror(_posix.EACCES, "cannot make a mode 'r' mapping writable; open it with "
                           "'r+' (writes reach the file) or 'c' (private copy)", self._path)
         if count == 0:
             return
+        self.acquire()  # no other thread may resize or close the mapping under the call
+        try:
+            self._protect(start, count, c_prot, allow_unsafe)
+        finally:
+            self.release()
+
+    cdef int _protect(self, Py_ssize_t start, Py_ssize_t count, int prot, bint unsafe) except -1:
         cdef Span span = covering(<size_t>(self.data + start), count)
         cdef size_t first = span.first, end = span.end
         # Every page the call touches, not just the bytes asked for.
         cdef Py_ssize_t lo = max(0, <Py_ssize_t>(first - <size_t>self.data))
         cdef Py_ssize_t hi = min(self.length, <Py_ssize_t>(end - <size_t>self.data))
-        cdef int removed = self._prot_of(lo, hi - lo, True) & ~<int>prot
-        if removed & (_posix.PROT_READ | _posix.PROT_WRITE) and self._exports and not unsafe:
-            raise BufferError(f"cannot remove {Prot(removed & 3)!r} while {self._exports} "
+        cdef int removed = self._prot_of(lo, hi - lo, True) & ~prot
+        cdef Py_ssize_t others = self._exports - 1  # the caller's own acquire() is one
+        if removed & (_posix.PROT_READ | _posix.PROT_WRITE) and others and not unsafe:
+            raise BufferError(f"cannot remove {Prot(removed & 3)!r} while {others} "
                               "array(s)/memoryview(s) are alive: touching them would crash; "
                               "delete them or pass unsafe=True")
         # The GIL stays held: no other thread may act on the old protection meanwhile.
-        cdef int c_prot = prot
-        if _posix.mprotect(<void*>first, end - first, c_prot) != 0:
-            raise_errno(f"could not change the protection to {prot!r}", self._path)
-        self._record_prot((first - <size_t>self._base) // PAGE, (end - <size_t>self._base) // PAGE, c_prot)
+        if _posix.mprotect(<void*>first, end - first, prot) != 0:
+            raise_errno(f"could not change the protection to {Prot(prot)!r}", self._path)
+        self._record_prot((first - <size_t>self._base) // PAGE, (end - <size_t>self._base) // PAGE, prot)
+        return 0
 
     cdef int _record_prot(self, size_t first, size_t end, int prot) except -1:
         cdef size_t npages = self._map_length // PAGE + (1 if self._map_length % PAGE else 0)
@@ -753,30 +760,35 @@ cdef class Mapping:
         >>> with mmio.anonymous(mmio.PAGE_SIZE) as m:
         ...     m.advise("sequential")
         """
+        # Everything that runs Python code first: once the range is checked, nothing may let another thread
+        # resize or close the mapping before the call (the range methods acquire() it at once).
         advice = Advice.parse(advice)
-        cdef Py_ssize_t start, count
-        self.resolve_range(offset, length, &start, &count)
+        self.check_open()
         cdef bint discarding = advice.throws_away(private=self._anonymous or not self._shared)
         if discarding and not discard:
             what = ("punches a hole in the file" if advice == Advice.REMOVE and not self._anonymous
                     else f"throws away the data of this {'private' if not self._shared else 'anonymous'} memory")
             raise ValueError(f"advice {advice.name} {what}; pass discard=True if that is what you want")
+        cdef int c_advice = advice
+        cdef str attempted = f"could not apply advice {advice.name}"
+        cdef Py_ssize_t start, count
+        self.resolve_range(offset, length, &start, &count)
         if discarding:
-            self._discard(advice, start, count)
+            self._discard(c_advice, start, count, attempted)
         else:
-            self.madvise(advice, start, count)
-        if advice == Advice.DONTFORK and count:
+            self._range_call(MADVISE, start, count, c_advice, attempted)
+        if c_advice == _posix.MADV_DONTFORK and count:
             _NOT_INHERITED.add(self)
-        elif advice == Advice.DOFORK and count == self.length:
+        elif c_advice == _posix.MADV_DOFORK and count == self.length:
             _NOT_INHERITED.discard(self)
 
-    cdef int _discard(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1:
+    cdef int _discard(self, int advice, Py_ssize_t start, Py_ssize_t count, str attempted) except -1:
         """Advice that throws data away, on the pages of the range that hold no byte outside it (at the
         mapping's own edges the rest of the page is not the mapping's bytes, so the edge pages go)."""
         self.acquire()
         try:
             range_call(MADVISE, inside(<size_t>(self.data + start), count, start == 0, start + count == self.length),
-                       advice, f"could not apply advice {advice.name}", self._path)
+                       advice, attempted, self._path)
         finally:
             self.release()
         return 0
@@ -830,10 +842,11 @@ cdef class Mapping:
         ...     m.residency().to_string()
         '*.'
         """
-        cdef Py_ssize_t start, count
-        self.resolve_range(offset, length, &start, &count)
+        self.check_open()
         if self._fd >= 0 and cache_hidden(self._fd):  # mincore would say every page is resident
             raise hidden_cache_error(self._path)
+        cdef Py_ssize_t start, count
+        self.resolve_range(offset, length, &start, &count)
         cdef Span span = covering(<size_t>(self.data + start), count)
         self.acquire()
         try:

@@ -259,9 +259,11 @@ cdef int _apply_open_options(Mapping m, bint populate, bint huge, object advice,
     return 0
 
 
-cdef int map_into(Mapping m, int fd, Py_ssize_t length, Py_ssize_t offset, bint populate) except -1:
+cdef int map_into(Mapping m, int fd, Py_ssize_t length, Py_ssize_t offset, bint populate,
+                  bint release_gil=True) except -1:
     """mmap ``length`` bytes of ``fd`` at file ``offset`` (any alignment; ``fd`` -1: anonymous memory) into
-    ``m``, with its protection and sharing."""
+    ``m``, with its protection and sharing; ``m`` is left as it was if that fails. ``release_gil=False``
+    for a mapping other threads can already see."""
     if length == 0:
         m.hold(NULL, 0, 0, 0)
         return 0
@@ -274,10 +276,12 @@ cdef int map_into(Mapping m, int fd, Py_ssize_t length, Py_ssize_t offset, bint 
     cdef size_t map_length = delta + <size_t>length
     cdef void* base
     cdef int err = 0
-    with nogil:
+    if release_gil:
+        with nogil:
+            base = _posix.mmap(NULL, map_length, m._prot, flags, fd, offset - <Py_ssize_t>delta)
+    else:
         base = _posix.mmap(NULL, map_length, m._prot, flags, fd, offset - <Py_ssize_t>delta)
-        if base == _posix.MAP_FAILED:
-            err = _posix.errno
+    err = _posix.errno
     if base == _posix.MAP_FAILED:
         what = f"{length} bytes at offset {offset}" if fd >= 0 else f"{length} bytes of anonymous memory"
         raise_oserror(err, f"could not map {what}", m._path)
@@ -384,10 +388,12 @@ cdef int _forget_private_tail(Mapping m, Py_ssize_t old_size) except -1:
 
 
 cdef int _remap_fresh(Mapping m, Py_ssize_t new_size) except -1:
-    """Resize to or from zero bytes, where there is no mapping to mremap."""
-    if m._base != NULL:
-        _posix.munmap(m._base, m._map_length)
-    m.hold(NULL, 0, 0, 0)
-    if new_size:
-        map_into(m, -1 if m._anonymous else m._fd, new_size, m._file_offset, False)
+    """Resize to or from zero bytes, where there is no mapping to mremap. The new memory is mapped before the
+    old is unmapped (a failure leaves the mapping as it was), all with the GIL held: no other thread may see
+    the mapping half replaced."""
+    cdef void* old = m._base
+    cdef size_t old_length = m._map_length
+    map_into(m, -1 if m._anonymous else m._fd, new_size, m._file_offset, False, False)
+    if old != NULL:
+        _posix.munmap(old, old_length)
     return 0

@@ -65,9 +65,9 @@ cdef bint _cachestat_usable(int fd, object path) except -1:
     return False
 
 
-cdef tuple _file_range(object offset, object length, long long size):
+cdef tuple _file_range(object offset, object length, long long size, object path):
     cdef Py_ssize_t start, count
-    check_range(offset, length, size, "the file", &start, &count)
+    check_range(offset, length, size, f"the file {os.fsdecode(path)!r}", &start, &count)
     return start, count
 
 
@@ -95,7 +95,7 @@ def file_residency(path, offset=0, length=None):
     cdef int fd = _open_file(path, "read the residency of")
     try:
         _cachestat_usable(fd, path)
-        start, count = _file_range(offset, length, _file_size(fd, path))
+        start, count = _file_range(offset, length, _file_size(fd, path), path)
         return _mincore_file(fd, path, start, count)
     finally:
         _posix.close(fd)
@@ -136,7 +136,7 @@ def cache_stat(path, offset=0, length=None):
     cdef int err
     cdef long long start, count
     try:
-        start, count = _file_range(offset, length, _file_size(fd, path))
+        start, count = _file_range(offset, length, _file_size(fd, path), path)
         if count == 0:
             return CacheStat(0, 0, 0, 0, 0)
         with nogil:
@@ -208,7 +208,7 @@ def touch(path, offset=0, length=None, *, method="willneed", chunk=8 << 20, prog
     cdef long long start, count, pos, n
     cdef int err = 0
     try:
-        start, count = _file_range(offset, length, _file_size(fd, path))
+        start, count = _file_range(offset, length, _file_size(fd, path), path)
         pos = start
         while pos < start + count:
             n = min(step, start + count - pos)

@@ -218,3 +218,11 @@ def test_hidden_page_cache_is_refused_through_mappings_and_buffers_too(public_di
     assert proc.stdout.splitlines() == (
         [f"{name} {refused}" for name in ("Mapping", "memoryview", "memmap", "mmap", "array")]
         + ["Mapping 4", "memoryview 4", "memmap 4", "mmap 4", "array 3", "anonymous True"])
+
+
+def test_ranges_outside_a_file_name_it(tmp_path):
+    path = tmp_path / "short.bin"
+    path.write_bytes(bytes(10))
+    for call in (mmio.touch, mmio.residency, mmio.cache_stat):
+        with pytest.raises(ValueError, match=f"^offset 11 is outside the file '{path}' of 10 bytes$"):
+            call(path, 11)

@@ -76,9 +76,8 @@ def array(m, a, b):
     same(x[a:b], a)
 def residency(m, a, b): m.residency(a, b - a); mmio.residency(m)
 def buffer_calls(m, a, b):
-    # BUG: not mmio.advise(m, ...) on the Mapping itself, which is m.advise(): racing resize() it acts on a
-    # stale range (test_advise_racing_resize_discards_only_its_own_pages). A memoryview holds the buffer.
-    with memoryview(m) as v:
+    mmio.advise(m, "willneed", a, b - a)     # the Mapping itself (m.advise), racing resize()
+    with memoryview(m) as v:                 # and a buffer, which holds the mapping
         mmio.advise(v, "willneed", a, b - a)
         mmio.residency(v[a:b])
 def load_copy(m, a, b):
@@ -181,9 +180,7 @@ CONTROLS = {
         """, [("close", 10, 3)]),
     "resize": ("""
         ALSO = ()
-        # BUG: never to (or from) size 0: that mmap runs with the GIL released while the mapping is half
-        # replaced (test_resize_through_zero_racing_resize_leaks_no_mapping, test_close_racing_resize_from_zero_*).
-        SIZES = [N, N // 2, N - 1, 3 * P + 5, P]
+        SIZES = [N, N // 2, N - 1, 3 * P + 5, P, 0]
         def pick(rng):
             size = rng.choice(SIZES)
             return "resize", lambda: box[0].resize(size)
@@ -241,13 +238,10 @@ CONTROLS = {
             actions = [("close", close_and_reopen), ("lock", lambda: lock_and_back(m)),
                        ("sync", lambda: m.sync(wait=rng.random() < 0.5)),
                        ("populate", lambda: m.populate(0, 64 * P, threads=2))]
-            # BUG: protect() and advise() must not race resize() (test_protect_racing_resize_never_crashes,
-            # test_advise_racing_resize_discards_only_its_own_pages): one controller resizes, protects, advises.
-            if threading.current_thread().name == "controller 0":
-                size, prot, a = rng.choice([N, N // 2, P]), rng.choice(["none", "r"]), rng.randrange(N)
-                actions += [("resize", lambda: m.resize(size)),             # BUG: not 0 (the resize race)
-                            ("protect", lambda: protect_and_back(m, prot, a)),
-                            ("advise", lambda: m.advise(rng.choice(["willneed", "dontneed", "random"])))]
+            size, prot, a = rng.choice([N, N // 2, P, 0]), rng.choice(["none", "r"]), rng.randrange(N)
+            actions += [("resize", lambda: m.resize(size)),
+                        ("protect", lambda: protect_and_back(m, prot, a)),
+                        ("advise", lambda: m.advise(rng.choice(["willneed", "dontneed", "random"])))]
             return rng.choice(actions)
         """, [("close", 10, 1), ("resize", 10, 1), ("protect", 10, 1), ("lock", 10, 1), ("populate", 10, 1)]),
 }
@@ -610,14 +604,12 @@ def test_open_load_and_fail_loops_leak_nothing(tmp_path):
     assert rss[1] - rss[0] < 16 << 20              # each round maps, copies and drops ~20 MB
 
 
-# ---- known bugs: minimal reproducers, each in a child process -------------------------------------------
+# ---- races the stress tests found: minimal reproducers, each in a child process ----------------------------
+# resize() to or from size 0 ran mmap with the GIL released while the mapping was half replaced; protect() and
+# advise() checked their range, then ran Python code (enum methods) before the syscall, where another thread
+# could resize the mapping under them.
 
-RESIZE_THROUGH_ZERO = ("BUG: resize() to or from size 0 (_open._remap_fresh) runs mmap with the GIL released "
-                       "while the mapping is half replaced (unmapped, size 0) and without holding an export")
 
-
-@pytest.mark.xfail(strict=True, reason=RESIZE_THROUGH_ZERO + ": a concurrent resize() maps the file too, and one "
-                   "of the two mappings is never unmapped")
 def test_resize_through_zero_racing_resize_leaks_no_mapping():
     proc = run_python("""
         import os, tempfile, threading, mmio
@@ -642,8 +634,6 @@ def test_resize_through_zero_racing_resize_leaks_no_mapping():
     assert proc.stdout.strip() == "mappings left after close: 0"
 
 
-@pytest.mark.xfail(strict=True, reason=RESIZE_THROUGH_ZERO + ": a close() meanwhile is undone (the mapping is "
-                   "open again, without a descriptor, after close() returned) or the resize fails with EBADF")
 def test_close_racing_resize_from_zero_leaves_the_mapping_closed():
     proc = run_python("""
         import os, sys, tempfile, threading, time, mmio
@@ -673,10 +663,6 @@ def test_close_racing_resize_from_zero_leaves_the_mapping_closed():
     assert proc.stdout.strip() == "['ValueError: mapping is closed']"
 
 
-STALE_RANGE = ("BUG: protect() and advise() check their range, then run Python code (Prot/Advice enum "
-               "methods) before they take an export and call mprotect/madvise; another thread that gets the GIL "
-               "there and resizes the mapping leaves them acting on the old range, past the mapping's end")
-
 # The profile hook stands for that other thread: it runs at the first Python call inside protect()/advise(),
 # where a real thread can take the GIL (the threaded form of the same crash takes about a second to hit).
 ANOTHER_THREAD = """
@@ -694,18 +680,16 @@ def another_thread_at(name, action):
 """
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_RANGE + ": mprotect changes the pages and fails with ENOMEM, mmio "
-                   "records nothing, and its next write to the now read-only page dies of SIGSEGV")
 def test_protect_racing_resize_never_crashes():
     proc = run_python(setup=ANOTHER_THREAD, code="""
         m = mmio.anonymous(64 * P, shared=False)
         another_thread_at("__and__", lambda: m.resize(8 * P))
         try:
-            m.protect("r")          # expected: the 8 pages m has now are read-only (and mmio knows it)
+            m.protect("r")          # the 8 pages m has now become read-only (and mmio knows it)
         except OSError as e:
             print("refused:", e, "- mmio says", repr(m.protection), flush=True)
         try:
-            m[0] = 1                # expected: TypeError; observed: SIGSEGV
+            m[0] = 1                # TypeError (it was a SIGSEGV)
         except TypeError:
             pass
         print("alive")
@@ -713,8 +697,6 @@ def test_protect_racing_resize_never_crashes():
     assert proc.returncode == 0 and proc.stdout.endswith("alive\n"), (proc.returncode, proc.stdout)
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_RANGE + ": advise('dontneed', discard=True) zeroes memory mapped "
-                   "after the mapping's new end (here another mapping's, silently)")
 def test_advise_racing_resize_discards_only_its_own_pages():
     proc = run_python(setup=ANOTHER_THREAD, code="""
         m = mmio.anonymous(64 * P, shared=False)
@@ -726,9 +708,9 @@ def test_advise_racing_resize_discards_only_its_own_pages():
             other[0][:] = b"\\1" * (56 * P)
         another_thread_at("throws_away", shrink_and_map_more)
         try:
-            m.advise("dontneed", discard=True)                   # expected: m's 8 pages go, nothing else
+            m.advise("dontneed", discard=True)                   # m's 8 pages go, nothing else
         except OSError as e:
             print("refused:", e)
-        print("other mapping intact:", other[0][:] == b"\\1" * (56 * P))   # observed: all 56 pages zeroed
+        print("other mapping intact:", other[0][:] == b"\\1" * (56 * P))   # (they were zeroed)
     """)
     assert proc.stdout == "other mapping intact: True\n"
