@@ -328,8 +328,6 @@ cdef class Mapping:
         descr = np.dtype(dtype)
         if descr.hasobject:
             raise ValueError(f"cannot map dtype {descr} : it holds Python objects")
-        if descr.itemsize == 0:
-            raise ValueError(f"cannot map dtype {descr}: its items have no size")
         if order not in ("C", "F"):
             raise ValueError(f"order must be 'C' or 'F', not {order!r}")
         offset = integer(offset, "offset")
@@ -340,6 +338,8 @@ cdef class Mapping:
             raise ValueError(f"offset {offset} is outside the mapping of {self.length} bytes")
         available = self.length - offset
         if dims is None:
+            if descr.itemsize == 0:
+                raise ValueError(f"items of dtype {descr!r} have no size: pass shape=")
             dims = (available // descr.itemsize,)
         nbytes = descr.itemsize
         for d in dims:

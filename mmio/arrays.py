@@ -10,6 +10,8 @@ from __future__ import annotations
 import collections.abc
 import operator
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -118,7 +120,7 @@ def _extent(layout: Layout) -> tuple[int, int]:
     if layout.container == "array":
         (spec,) = layout.arrays
         return spec.offset, spec.offset + spec.nbytes
-    specs = [s for s in layout.arrays if s.refusal is None]
+    specs = [s for s in layout.arrays if s.refusal is None and s.raw_member is None]
     if not specs:
         return 0, 0
     return min(s.offset for s in specs), max(s.offset + s.nbytes for s in specs)
@@ -252,6 +254,7 @@ class NpzArrays(collections.abc.Mapping):
 
     Stored members are mapped zero-copy (or copied with ``copy=True``) the first
     time they are read; compressed members raise ``ValueError`` naming the member.
+    A member that is not an ``.npy`` file gives its bytes, as ``numpy.load`` does.
     The whole file is mapped once; arrays keep that mapping alive.
 
     Examples
@@ -283,10 +286,19 @@ class NpzArrays(collections.abc.Mapping):
             raise KeyError(f"{name!r} is not a member of {self.path}")
         if spec.refusal is not None:
             raise ValueError(spec.refusal)
+        if spec.raw_member is not None:  # not an .npy file: its bytes, as numpy.load gives them
+            return self._raw_bytes(spec.raw_member)
         array = self._arrays.get(str(spec.name))
         if array is None:
             array = self._arrays[str(spec.name)] = self._array_of(spec)
         return array
+
+    def _raw_bytes(self, member: str) -> bytes:
+        try:
+            with zipfile.ZipFile(self.path) as archive:
+                return archive.read(member)
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, KeyError) as exc:
+            raise ValueError(f"{self.path}: member {member!r} cannot be read: {exc}") from None
 
     def __contains__(self, name) -> bool:
         return isinstance(name, str) and (name in self._specs or name.removesuffix(".npy") in self._specs)
@@ -382,12 +394,10 @@ def create(path, shape, dtype, *, fortran_order=False):
 
 
 def _array_dtype(dtype) -> np.dtype:
-    """A dtype that can live in a file: no Python objects, items of non-zero size."""
+    """A dtype that can live in a file: no Python objects."""
     dtype = np.dtype(dtype)
     if dtype.hasobject:
         raise ValueError(f"dtype {dtype} holds Python objects, which cannot live in a file")
-    if dtype.itemsize == 0:
-        raise ValueError(f"dtype {dtype!r} has items of size 0")
     return dtype
 
 

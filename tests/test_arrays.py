@@ -258,3 +258,65 @@ def _npy_bytes(array):
     buf = io.BytesIO()
     np.save(buf, array)
     return buf.getvalue()
+
+
+@pytest.mark.parametrize("shape, dtype, fortran", [
+    ((), "<f8", False), ((0,), "<f8", False), ((3,), "<i2", False), ((2, 3), "<f8", True), ((2, 3, 4), ">f8", False),
+    ((5,), "i4,f8", False), ((2,), [("é", "<i4")], False), ((2,), [("名", "<i4")], False),
+    ((1,), [(f"f{i}", "<i4") for i in range(4000)], False), ((7, 10 ** 6 + 1), "u1", False), ((2,), "M8[ns]", False),
+])
+def test_create_writes_the_header_numpy_writes_byte_for_byte(tmp_path, shape, dtype, fortran):
+    import warnings
+    from numpy.lib.format import open_memmap
+    dtype = np.dtype(dtype)
+    ours, theirs = tmp_path / "ours.npy", tmp_path / "theirs.npy"
+    mmio.create(ours, shape, dtype, fortran_order=fortran)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy warns when it picks format 2.0 or 3.0
+        open_memmap(theirs, "w+", dtype, shape, fortran_order=fortran).flush()
+    assert ours.read_bytes() == theirs.read_bytes()
+    saved = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.save(saved, np.zeros(shape, dtype, order="F" if fortran else "C"))
+    assert saved.getvalue() == ours.read_bytes()
+
+
+@pytest.mark.parametrize("dtype", ["V0", np.dtype([]), np.dtype({"names": [], "formats": [], "itemsize": 0})])
+def test_zero_itemsize_dtypes_load_as_numpy_loads_them(tmp_path, dtype):
+    path = tmp_path / "v0.npy"
+    np.save(path, np.zeros((3, 2), dtype))
+    theirs = np.load(path)
+    for kwargs in ({}, {"copy": True}, {"mode": "c"}):
+        ours = mmio.load(path, **kwargs)
+        assert ours.shape == theirs.shape == (3, 2) and ours.dtype == theirs.dtype
+    np.savez(tmp_path / "v0.npz", a=np.zeros(4, dtype))
+    assert mmio.load(tmp_path / "v0.npz")["a"].shape == (4,)
+    mmio.create(tmp_path / "new.npy", (5,), dtype)
+    assert np.load(tmp_path / "new.npy").shape == (5,)
+    assert mmio.anonymous(8).array(dtype, (7,)).shape == (7,)
+
+
+def test_a_zero_size_string_header_loads_as_numpy_loads_it(tmp_path):
+    path = tmp_path / "s0.npy"
+    header = "{'descr': '|S0', 'fortran_order': False, 'shape': (100000,), }"
+    path.write_bytes(mmio.formats.npy.NPY_MAGIC + b"\x01\x00" + (118).to_bytes(2, "little")
+                     + header.encode().ljust(117) + b"\n")
+    theirs, ours = np.load(path), mmio.load(path)
+    assert ours.shape == theirs.shape and ours.dtype.itemsize == theirs.dtype.itemsize == 0
+
+
+def test_npz_members_that_are_not_npy_files_give_their_bytes_as_numpy_does(tmp_path):
+    path = tmp_path / "mixed.npz"
+    np.savez(path, a=np.arange(3))
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("notes.txt", b"hello")
+        z.writestr("fake.npy", b"not an npy file")
+        z.writestr("packed.txt", b"squeezed " * 20, compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("empty", b"")
+    theirs = dict(np.load(path))
+    for kwargs in ({}, {"copy": True}):
+        ours = dict(mmio.load(path, **kwargs))
+        assert sorted(ours) == sorted(theirs) == ["a", "empty", "fake", "notes.txt", "packed.txt"]
+        assert ours["notes.txt"] == b"hello" and ours["fake"] == b"not an npy file" and ours["empty"] == b""
+        assert all(ours[k] == theirs[k] for k in theirs if k != "a") and ours["a"].tolist() == [0, 1, 2]

@@ -67,12 +67,14 @@ def test_npz_member_that_cannot_be_mapped_is_refused_by_name_and_the_rest_still_
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("ok.npy", saved(np.arange(3)))
         z.writestr(zipfile.ZipInfo("packed.npy"), saved(np.arange(3)), compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr("junk.npy", b"not an npy")
+        z.writestr("junk.npy", saved(np.arange(3))[:20])
+        z.writestr("notes.txt", b"not an npy")
     data = buf.getvalue()
     specs = {s.name: s for s in npz.describe(reader(data), len(data), "x.npz").arrays}
     assert specs["ok"].refusal is None
     assert "'packed.npy' is compressed" in specs["packed"].refusal and "x.npz" in specs["packed"].refusal
     assert "x.npz[junk.npy]" in specs["junk"].refusal
+    assert specs["notes.txt"].refusal is None and specs["notes.txt"].raw_member == "notes.txt"
 
 
 def test_safetensors_describes_tensors_and_metadata():

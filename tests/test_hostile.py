@@ -79,10 +79,8 @@ CASES = {
     "st-entry-not-object.safetensors": safetensors({"t": 5}),
     "zip-truncated.npz": npz({"a.npy": npy(good(), bytes(16))})[:40],
     "npz-bad-member.npz": npz({"a.npy": npy(good("(-3,)"), bytes(16))}),
-    "npz-member-not-npy.npz": npz({"a.npy": b"hello world"}),
+    "npz-member-broken-npy.npz": npz({"a.npy": b"\x93NUMPY\x01\x00hello world"}),
     "npz-member-short.npz": npz({"a.npy": npy(good("(1000,)"), bytes(16))}),
-    "zero-itemsize.npy": npy(good("(100000,)", descr="'|S0'")),
-    "no-fields.npy": npy(good("(3,)", descr="[]")),
     "paren-int-shape.npy": npy(good("(3)"), bytes(24)),
     "leading-zero-shape.npy": npy(good("(003,)"), bytes(24)),
     "long-int-shape.npy": npy(good("(" + "9" * 5000 + ",)")),
@@ -241,7 +239,7 @@ def test_open_array_and_create_check_before_touching_the_file(tmp_path):
     path.write_bytes(bytes(80))
     for call in (lambda: mmio.open_array(path, "f8", shape=2, mode="w+", order="X"),
                  lambda: mmio.open_array(path, object, shape=2, mode="w+"),
-                 lambda: mmio.create(path, 3, "V0"),
+                 lambda: mmio.create(path, -3, "f8"),
                  lambda: mmio.create(path, (1,) * 65, "f8"),
                  lambda: mmio.create(path, (2.5,), "f8")):
         with pytest.raises((ValueError, TypeError)):

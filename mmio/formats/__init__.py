@@ -30,6 +30,8 @@ class ArraySpec(NamedTuple):
 
     ``refusal`` is set instead when the array cannot be mapped (a compressed ``.npz`` member, a broken member
     header): asking for the array raises ``ValueError(refusal)``, the other arrays of the file still load.
+    ``raw_member`` names an ``.npz`` member that is not an ``.npy`` file at all: like ``numpy.load``, ``load``
+    hands out its bytes.
 
     Examples
     --------
@@ -45,6 +47,7 @@ class ArraySpec(NamedTuple):
     order: str
     offset: int
     refusal: str | None = None
+    raw_member: str | None = None
 
     @property
     def nbytes(self) -> int:

@@ -24,6 +24,8 @@ MAX_HEADER = 1 << 22
 """Headers longer than this (4 MiB) are refused; numpy itself stops at 10 kB by default."""
 
 MAX_DIMS = 64
+ALIGN = 64                  # numpy aligns the data of a .npy file to 64 bytes
+GROWTH_AXIS_MAX_DIGITS = 21  # spare header room numpy leaves for the growth axis's length
 MAX_TYPESTR = 256  # '<f8', '|S10', '(2,3)<i4', 'M8[ns]': numpy type strings are short
 _INTP_MAX = (1 << 63) - 1
 
@@ -67,7 +69,7 @@ def describe(read_at: ReadAt, size: int, path) -> Layout:
     >>> from mmio.formats import npy
     >>> buf = io.BytesIO(); np.save(buf, np.zeros((2, 3), "<f4")); data = buf.getvalue()
     >>> npy.describe(lambda offset, n: data[offset:offset + n], len(data), "x.npy").arrays[0]
-    ArraySpec(name=None, dtype=dtype('float32'), shape=(2, 3), order='C', offset=128, refusal=None)
+    ArraySpec(name=None, dtype=dtype('float32'), shape=(2, 3), order='C', offset=128, refusal=None, raw_member=None)
     """
     head = read_at(0, min(size, HEAD))
     _, end, _ = header_span(head, path)
@@ -194,26 +196,35 @@ def _checked_dtype(descr, path) -> np.dtype:
         raise bad(path, f"descr {descr!r} is not a dtype: {exc}") from None
     if dtype.hasobject:
         raise bad(path, f"dtype {dtype} holds Python objects, which cannot be mapped (or loaded safely)")
-    if dtype.itemsize == 0:
-        raise bad(path, f"dtype {dtype!r} has items of size 0, which mmio cannot map")
     return dtype
 
 
 def build_header(dtype: np.dtype, shape: tuple[int, ...], fortran_order: bool) -> bytes:
-    """The bytes of a .npy header (version 1.0 when it fits, else 2.0; 3.0 for non-latin-1 names)."""
-    descr = np.lib.format.dtype_to_descr(dtype)
-    text = f"{{'descr': {descr!r}, 'fortran_order': {fortran_order!r}, 'shape': {tuple(shape)!r}, }}"
-    try:
-        body = text.encode("latin-1")
-        version = 1
-    except UnicodeEncodeError:
-        body = text.encode("utf-8")
-        version = 3
-    for major, size_bytes in ((version, 2 if version == 1 else 4), (2, 4)):
-        if major == 1 and len(body) + 11 > 0xFFFF:
+    """The bytes of a .npy header, byte for byte what ``np.save`` and ``open_memmap`` write.
+
+    That is: the dict text, spare spaces so the growth axis can reach 21 digits in place, padding to a
+    multiple of 64 bytes with a final newline (a whole 64 bytes of it when already aligned), and the oldest
+    version that holds it (1.0; 2.0 past 64 KiB; 3.0 for field names that are not latin-1).
+
+    Examples
+    --------
+    >>> import io, numpy as np
+    >>> buf = io.BytesIO(); np.save(buf, np.zeros((2, 3), "<f4"))
+    >>> buf.getvalue()[:128] == build_header(np.dtype("<f4"), (2, 3), False)
+    True
+    """
+    shape = tuple(int(d) for d in shape)
+    text = (f"{{'descr': {np.lib.format.dtype_to_descr(dtype)!r}, 'fortran_order': {fortran_order!r}, "
+            f"'shape': {shape!r}, }}")
+    if shape:
+        text += " " * (GROWTH_AXIS_MAX_DIGITS - len(repr(shape[-1 if fortran_order else 0])))
+    for major, encoding, size_bytes in ((1, "latin-1", 2), (2, "latin-1", 4), (3, "utf-8", 4)):
+        try:
+            body = text.encode(encoding)
+        except UnicodeEncodeError:
             continue
-        prefix = 8 + size_bytes
-        total = -(-(prefix + len(body) + 1) // 64) * 64
-        padded = body + b" " * (total - prefix - len(body) - 1) + b"\n"
-        return NPY_MAGIC + bytes([major, 0]) + len(padded).to_bytes(size_bytes, "little") + padded
-    raise AssertionError("unreachable")
+        used = len(NPY_MAGIC) + 2 + size_bytes + len(body) + 1
+        padded = body + b" " * (ALIGN - used % ALIGN) + b"\n"
+        if len(padded) < 1 << (8 * size_bytes):
+            return NPY_MAGIC + bytes([major, 0]) + len(padded).to_bytes(size_bytes, "little") + padded
+    raise ValueError(f"a .npy header for dtype {dtype} and shape {shape} does not fit any format version")

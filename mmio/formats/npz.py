@@ -34,28 +34,32 @@ def describe(read_at: ReadAt, size: int, path) -> Layout:
     ``refusal`` that names it; the archive as a whole is refused only when it is not a valid zip file.
     """
     try:
-        with zipfile.ZipFile(_Reader(read_at, size)) as archive:
-            infos = archive.infolist()
+        archive = zipfile.ZipFile(_Reader(read_at, size))
+        infos = archive.infolist()
     except Exception as exc:  # zipfile raises BadZipFile, NotImplementedError, UnicodeDecodeError, ...
         raise bad(path, f"not a valid .npz (zip) file: {exc}") from None
     specs: dict[str, ArraySpec] = {}
     described: dict[tuple, ArraySpec] = {}  # entries sharing bytes are described once: work stays linear in size
-    for info in infos:
-        if not info.is_dir():
-            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-            key = (info.header_offset, info.compress_size, info.compress_type, info.flag_bits)
-            shared = described.get(key)
-            if shared is None:
-                shared = described[key] = _member(read_at, size, path, info, name)
-            specs[name] = shared._replace(name=name)
+    with archive:
+        for info in infos:
+            if not info.is_dir():
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                key = (info.header_offset, info.compress_size, info.compress_type, info.flag_bits)
+                shared = described.get(key)
+                if shared is None:
+                    shared = described[key] = _member(read_at, size, path, archive, info, name)
+                specs[name] = shared._replace(name=name)
     return Layout(NAME, tuple(specs.values()), "lazy")
 
 
-def _member(read_at: ReadAt, size: int, path, info: zipfile.ZipInfo, name: str) -> ArraySpec:
+def _member(read_at: ReadAt, size: int, path, archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+            name: str) -> ArraySpec:
     label = f"{path}[{info.filename}]"
     try:
         if info.flag_bits & 0x1:
             raise bad(path, f"member {info.filename!r} is encrypted")
+        if not _starts_like_npy(archive, info):
+            return ArraySpec(name, np.dtype("u1"), (info.file_size,), "C", 0, raw_member=info.filename)
         if info.compress_type != zipfile.ZIP_STORED:
             raise ValueError(f"{path}: member {info.filename!r} is compressed and cannot be mapped; save with "
                              "numpy.savez (not savez_compressed), or use numpy.load")
@@ -66,6 +70,17 @@ def _member(read_at: ReadAt, size: int, path, info: zipfile.ZipInfo, name: str) 
     except ValueError as exc:
         return ArraySpec(name, np.dtype("u1"), (0,), "C", 0, refusal=str(exc))
     return spec._replace(name=name, offset=start + spec.offset)
+
+
+def _starts_like_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Whether the member's bytes start with the .npy magic (numpy's test: a member that does not is handed
+    out as bytes). Reads, or decompresses, only its first bytes; a member that cannot be read even that far is
+    left to the .npy describer to refuse by name."""
+    try:
+        with archive.open(info) as member:
+            return member.read(len(npy.NPY_MAGIC)) == npy.NPY_MAGIC
+    except Exception:  # zipfile raises BadZipFile, zlib.error, NotImplementedError, EOFError, ...
+        return True
 
 
 def _data_offset(read_at: ReadAt, size: int, path, info: zipfile.ZipInfo) -> int:
