@@ -248,3 +248,14 @@ def test_open_array_and_create_check_before_touching_the_file(tmp_path):
     a = mmio.open_array(path, "f8", shape=(np.int64(2), 5), mode="w+")
     assert a.shape == (2, 5)
     assert mmio.open_array(path, "f8", shape=np.int64(10)).shape == (10,)
+
+
+def test_absurd_zero_element_safetensors_shapes_are_refused_naming_the_file(tmp_path):
+    import mmio
+    import pytest
+    for shape in ([0, 2 ** 70], [0, 2 ** 63], [0, 2 ** 63 - 1, 2 ** 63 - 1], [2 ** 31, 0, 2 ** 40]):
+        path = tmp_path / "z.safetensors"
+        path.write_bytes(safetensors({"t": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}))
+        for kwargs in ({}, {"copy": True}):
+            with pytest.raises(ValueError, match=f"^{path}: tensor 't': shape .* (too large to address|larger than)"):
+                mmio.load(path, **kwargs)

@@ -68,6 +68,26 @@ class Layout(NamedTuple):
     metadata: dict = {}  # never mutated: a format with metadata passes its own dict
 
 
+MAX_DIMS = 64
+"""numpy's limit on dimensions."""
+
+_INTP_MAX = (1 << 63) - 1
+
+
+def check_shape(shape: tuple[int, ...], dtype: np.dtype, path) -> None:
+    """Refuse, naming ``path``, a shape numpy cannot make an array of (zero-element ones included): more than
+    64 dimensions, a dimension or a size (zeros left out, as numpy counts) past what an address can hold."""
+    if len(shape) > MAX_DIMS:
+        raise bad(path, f"shape has {len(shape)} dimensions; numpy allows {MAX_DIMS}")
+    items = 1
+    for d in shape:
+        if d > _INTP_MAX:
+            raise bad(path, f"shape {shape} has a dimension too large to address")
+        items *= max(d, 1)
+    if items * dtype.itemsize > _INTP_MAX:
+        raise bad(path, f"shape {shape} of {dtype} is larger than any array can be")
+
+
 def nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
     """Bytes of an array of ``dtype`` and ``shape`` (Python ints: no overflow)."""
     n = dtype.itemsize

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import HEAD, ArraySpec, Layout, ReadAt, bad, nbytes
+from . import HEAD, MAX_DIMS, ArraySpec, Layout, ReadAt, bad, check_shape, nbytes
 from ._literal import LiteralError, parse
 
 NAME = "npy"
@@ -23,11 +23,9 @@ NPY_MAGIC = b"\x93NUMPY"
 MAX_HEADER = 1 << 22
 """Headers longer than this (4 MiB) are refused; numpy itself stops at 10 kB by default."""
 
-MAX_DIMS = 64
 ALIGN = 64                  # numpy aligns the data of a .npy file to 64 bytes
 GROWTH_AXIS_MAX_DIGITS = 21  # spare header room numpy leaves for the growth axis's length
 MAX_TYPESTR = 256  # '<f8', '|S10', '(2,3)<i4', 'M8[ns]': numpy type strings are short
-_INTP_MAX = (1 << 63) - 1
 
 # The header numpy writes for a plain dtype, matched without the general parser.
 _DIM = r"(?:0|[1-9][0-9]{0,18})"
@@ -141,20 +139,8 @@ def _parse_text(body: bytes, encoding: str, path) -> tuple:
     else:
         shape = tuple(int(x) for x in m.group(3).split(",") if x.strip())
         dtype, fortran = _simple_dtype(m.group(1), path), m.group(2) == "True"
-    _check_shape(shape, dtype, path)
+    check_shape(shape, dtype, path)
     return dtype, shape, fortran
-
-
-def _check_shape(shape: tuple, dtype: np.dtype, path) -> None:
-    if len(shape) > MAX_DIMS:
-        raise bad(path, f"shape has {len(shape)} dimensions; numpy allows {MAX_DIMS}")
-    items = 1
-    for d in shape:
-        if d > _INTP_MAX:
-            raise bad(path, f"shape {shape} has a dimension too large to address")
-        items *= max(d, 1)
-    if items * dtype.itemsize > _INTP_MAX:
-        raise bad(path, f"shape {shape} of {dtype} is larger than any array can be")
 
 
 def _simple_dtype(descr: str, path) -> np.dtype:

@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import numpy as np
 
-from . import HEAD, ArraySpec, Layout, ReadAt, bad, collector_paused, nbytes
+from . import HEAD, MAX_DIMS, ArraySpec, Layout, ReadAt, bad, check_shape, collector_paused, nbytes
 
 NAME = "safetensors"
 
 MAX_HEADER = 100_000_000
 """Header size limit in bytes, as in the reference implementation."""
-
-MAX_DIMS = 64
-"""numpy's limit on dimensions."""
 
 JSON_WHITESPACE = b" \t\r\n"
 
@@ -111,11 +108,14 @@ def _spec(path, name: str, entry, base: int) -> ArraySpec:
     if (type(shape) is not list or len(shape) > MAX_DIMS or type(begin) is not int or type(end) is not int
             or not 0 <= begin <= end or not all(type(d) is int and d >= 0 for d in shape)):
         raise _refuse(path, name, entry)
+    shape = tuple(shape)
+    if len(shape) > 1:  # one dimension always fits (the data offsets bound it)
+        check_shape(shape, dtype, f"{path}: tensor {name!r}")
     size = nbytes(dtype, shape)
     if end - begin != size:
         raise bad(path, f"tensor {name!r}: {entry['dtype']} {shape} needs {size} bytes, "
                         f"data_offsets span {end - begin}")
-    return ArraySpec(name, dtype, tuple(shape), "C", base + begin)
+    return ArraySpec(name, dtype, shape, "C", base + begin)
 
 
 def _refuse(path, name: str, entry) -> ValueError:
