@@ -2,6 +2,7 @@
 
 import io
 import itertools
+import json
 import os
 import zipfile
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import mmio
-from conftest import vm_flags
+from conftest import run_python, vm_flags
 
 PAGE = mmio.PAGE_SIZE
 
@@ -178,12 +179,11 @@ def test_safetensors_written_by_the_real_package(tmp_path):
         same(copied[name], expected)
 
 
-def test_safetensors_bf16_is_refused_by_name(tmp_path):
-    import json
-    header = json.dumps({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}).encode()
-    path = tmp_path / "bf.safetensors"
+def test_safetensors_unknown_dtype_is_refused_by_name(tmp_path):
+    header = json.dumps({"w": {"dtype": "Q16", "shape": [2], "data_offsets": [0, 4]}}).encode()
+    path = tmp_path / "q.safetensors"
     path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
-    with pytest.raises(ValueError, match="tensor 'w': unsupported dtype 'BF16'"):
+    with pytest.raises(ValueError, match="tensor 'w': unsupported dtype 'Q16'"):
         mmio.load(path)
 
 
@@ -320,3 +320,45 @@ def test_npz_members_that_are_not_npy_files_give_their_bytes_as_numpy_does(tmp_p
         assert sorted(ours) == sorted(theirs) == ["a", "empty", "fake", "notes.txt", "packed.txt"]
         assert ours["notes.txt"] == b"hello" and ours["fake"] == b"not an npy file" and ours["empty"] == b""
         assert all(ours[k] == theirs[k] for k in theirs if k != "a") and ours["a"].tolist() == [0, 1, 2]
+
+
+def _safetensors_bytes(header: dict, data: bytes) -> bytes:
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + data
+
+
+def test_bf16_and_fp8_safetensors_load_as_ml_dtypes_zero_copy_and_copied(tmp_path):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    weights = np.arange(6, dtype=np.float32).reshape(2, 3).astype(ml_dtypes.bfloat16)
+    scales = np.linspace(-2, 2, 8).astype(ml_dtypes.float8_e4m3fn)
+    other = np.linspace(-3, 3, 4).astype(ml_dtypes.float8_e5m2)
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(_safetensors_bytes(
+        {"w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]},
+         "s": {"dtype": "F8_E4M3", "shape": [8], "data_offsets": [12, 20]},
+         "o": {"dtype": "F8_E5M2", "shape": [4], "data_offsets": [20, 24]}},
+        weights.tobytes() + scales.tobytes() + other.tobytes()))
+    for kwargs in ({}, {"copy": True}, {"copy": True, "threads": 2}, {"mode": "c"}):
+        tensors = mmio.load(path, **kwargs)
+        for name, want in (("w", weights), ("s", scales), ("o", other)):
+            assert tensors[name].dtype == want.dtype and tensors[name].tobytes() == want.tobytes()
+        assert (tensors["w"].base is not None) == (not kwargs.get("copy", False))
+
+
+def test_bf16_without_ml_dtypes_says_what_to_install_and_packed_dtypes_are_refused(tmp_path):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(_safetensors_bytes({"w": {"dtype": "BF16", "shape": [1], "data_offsets": [0, 2]}}, b"\0\0"))
+    proc = run_python(f"""
+        import sys
+        sys.modules["ml_dtypes"] = None   # as if not installed
+        import mmio
+        try:
+            mmio.load({str(path)!r})
+        except ValueError as e:
+            print(e)
+    """)
+    assert proc.stdout.strip() == (f"{path}: tensor 'w' has dtype BF16, which numpy has only through ml_dtypes: "
+                                   "pip install ml_dtypes (or pymmio[ml])")
+    path.write_bytes(_safetensors_bytes({"p": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}, b"\x12"))
+    with pytest.raises(ValueError, match=f"^{path}: tensor 'p': dtype F4 packs 4-bit items"):
+        mmio.load(path)

@@ -27,7 +27,14 @@ DTYPES = {
     "U64": np.dtype("<u8"), "I64": np.dtype("<i8"), "F64": np.dtype("<f8"),
     "C64": np.dtype("<c8"),
 }
-"""safetensors dtype names numpy can represent (BF16 and the F8 formats have no numpy dtype)."""
+"""safetensors dtype names numpy itself can represent."""
+
+ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu"}
+"""safetensors dtype names whose numpy dtype comes from ``ml_dtypes`` (the optional ``pymmio[ml]`` extra)."""
+
+PACKED = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+"""safetensors dtypes of fewer bits than a byte, packed: no numpy dtype has items that small."""
+
 
 
 def sniff(head: bytes) -> bool:
@@ -100,11 +107,14 @@ def _spec(path, name: str, entry, base: int) -> ArraySpec:
     """The tensor ``name`` as an ArraySpec (offset absolute); a header may hold a million, so the common case
     is checked in few steps and a refusal is worked out by :func:`_refuse`."""
     try:
-        dtype = DTYPES[entry["dtype"]]
+        code = entry["dtype"]
+        dtype = DTYPES.get(code)
         shape = entry["shape"]
         begin, end = entry["data_offsets"]
     except (TypeError, KeyError, ValueError):
         raise _refuse(path, name, entry) from None
+    if dtype is None:
+        dtype = _ml_dtype(path, name, entry)
     if (type(shape) is not list or len(shape) > MAX_DIMS or type(begin) is not int or type(end) is not int
             or not 0 <= begin <= end or not all(type(d) is int and d >= 0 for d in shape)):
         raise _refuse(path, name, entry)
@@ -118,14 +128,30 @@ def _spec(path, name: str, entry, base: int) -> ArraySpec:
     return ArraySpec(name, dtype, shape, "C", base + begin)
 
 
+def _ml_dtype(path, name: str, entry: dict) -> np.dtype:
+    """The ``ml_dtypes`` dtype for a safetensors dtype numpy lacks."""
+    code = entry["dtype"]
+    if code not in ML_DTYPES and code not in PACKED:
+        raise _refuse(path, name, entry)
+    if code in PACKED:
+        raise bad(path, f"tensor {name!r}: dtype {code} packs {PACKED[code]}-bit items, smaller than any numpy "
+                        "dtype's (a byte): mmio cannot map it")
+    attribute = ML_DTYPES[code]
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise bad(path, f"tensor {name!r} has dtype {code}, which numpy has only through ml_dtypes: "
+                        "pip install ml_dtypes (or pymmio[ml])") from None
+    return np.dtype(getattr(ml_dtypes, attribute))
+
+
 def _refuse(path, name: str, entry) -> ValueError:
     """What is wrong with a tensor entry that the fast check refused."""
     if not isinstance(entry, dict):
         return bad(path, f"tensor {name!r}: entry is not an object")
     code = entry.get("dtype")
-    if not isinstance(code, str) or code not in DTYPES:
-        hint = " (numpy has no such dtype)" if code in ("BF16", "F8_E4M3", "F8_E5M2") else ""
-        return bad(path, f"tensor {name!r}: unsupported dtype {code!r}{hint}")
+    if not isinstance(code, str) or code not in DTYPES and code not in ML_DTYPES:
+        return bad(path, f"tensor {name!r}: unsupported dtype {code!r}")
     shape = entry.get("shape")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         return bad(path, f"tensor {name!r}: shape {shape!r} is not a list of non-negative ints")
