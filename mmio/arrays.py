@@ -12,14 +12,15 @@ import operator
 import os
 import zipfile
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
-from . import _open, formats, procmaps
+from . import _open, _torch, formats, procmaps
 from ._files import open_regular
 from ._flags import Advice
 from ._pages import threads_argument
-from .formats import ArraySpec, Layout, bad, nbytes, npy
+from .formats import ArraySpec, Layout, bad, nbytes, npy, shards
 
 SMALL_FILE = 1 << 20
 """Below this many bytes of data, ``copy=True`` reads the file instead of mapping it (mapping costs more)."""
@@ -27,8 +28,8 @@ SMALL_FILE = 1 << 20
 _LOAD_MODES = ("r", "r+", "c")
 
 
-def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, advice=None, huge=False,
-         prefetch=False):
+def load(path, mode=None, *, copy=False, out=None, threads=1, populate=False, advice=None, huge=False,
+         prefetch=False, framework="numpy"):
     """Load the array(s) of a .npy, .npz or .safetensors file, zero-copy by default.
 
     The format is found from the file's content (magic bytes), not its name.
@@ -36,8 +37,10 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
     Parameters
     ----------
     path : str or os.PathLike
-    mode : {"r", "r+", "c"}
+        The file; a sharded checkpoint's ``model.safetensors.index.json`` loads every shard it names.
+    mode : {"r", "r+", "c"}, optional
         As in :func:`mmio.open`: read-only, read-write to the file, or copy-on-write.
+        Default ``"r"``, or ``"c"`` with ``framework="torch"``.
     copy : bool
         Return private in-memory arrays instead of views of the file (copied with
         the GIL released across ``threads``; small files are simply read).
@@ -54,6 +57,10 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
         Start reading the data into the page cache in the background and return
         at once (chunked ``WILLNEED``, see :meth:`Mapping.prefetch`).  Zero-copy
         loads only.
+    framework : {"numpy", "torch"}
+        ``"torch"`` gives ``torch.Tensor`` objects over the same memory (torch is
+        imported only then), with torch's dtypes (``torch.bfloat16``, ...). Their
+        memory stays mapped as long as any of them lives.
 
     Returns
     -------
@@ -63,6 +70,9 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
         For a .npz: a read-only mapping of member name to array.
     SafetensorsArrays
         For a .safetensors file: a dict of tensor name to array, with ``metadata``.
+    ShardedArrays
+        For a checkpoint index: a read-only mapping of tensor name to array over every
+        shard (each mapped once, when first needed), with the index's ``metadata``.
 
     Raises
     ------
@@ -79,24 +89,87 @@ def load(path, mode="r", *, copy=False, out=None, threads=1, populate=False, adv
     >>> mmio.load("/tmp/mmio-doc.npy")[1]
     array([3., 4., 5.])
     """
+    if framework not in ("numpy", "torch"):
+        raise ValueError(f"framework must be 'numpy' or 'torch', not {framework!r}")
+    if mode is None:
+        mode = "c" if framework == "torch" else "r"
     if mode not in _LOAD_MODES:
         raise ValueError(f"mode must be 'r', 'r+' or 'c' for load, not {mode!r} "
                          "(use mmio.create to make a new .npy)")
+    if framework == "torch" and mode == "r" and not copy and out is None:
+        raise ValueError("torch tensors are always writable, and a write to a read-only mapping would crash: "
+                         "use mode 'c' (the default for torch: writes stay private) or 'r+'")
     threads = threads_argument(threads)
     if advice is not None:
         advice = Advice.parse(advice)
     copy = copy or out is not None
-    fd, size = open_regular(path, mode, "load")
+    options = _Options(mode, copy, threads, populate, advice, huge, prefetch)
+    result = _load(path, out, options)
+    return result if framework == "numpy" else _torch.tensors(result)
+
+
+class _Options(NamedTuple):
+    """What ``load`` was asked to do, besides which file."""
+
+    mode: str
+    copy: bool
+    threads: int
+    populate: bool
+    advice: object
+    huge: bool
+    prefetch: bool
+
+
+def _load(path, out, options: _Options):
+    fd, size = open_regular(path, options.mode, "load")
     try:
         label = os.fspath(path)
-        layout = formats.describe(_pread_at(fd, size), size, label)
+        read_at = _pread_at(fd, size)
+        if shards.sniff(read_at(0, formats.HEAD)):
+            if out is not None:
+                raise ValueError("out= is for a single .npy array")
+            return _sharded(label, shards.read_index(read_at, size, label), options)
+        layout = formats.describe(read_at, size, label)
         if out is not None and layout.container != "array":
             raise ValueError("out= is for a single .npy array")
-        if copy:
-            return _copies(fd, label, layout, out, threads)
-        return _views(fd, label, layout, mode, threads, populate, advice, huge, prefetch)
+        if options.copy:
+            return _copies(fd, label, layout, out, options.threads)
+        return _views(fd, label, layout, options.mode, options.threads, options.populate, options.advice,
+                      options.huge, options.prefetch)
     finally:
         os.close(fd)
+
+
+def _sharded(path: str, index: shards.ShardIndex, options: _Options) -> ShardedArrays:
+    """The tensors of every shard an index names, checked against the shards' headers now, mapped lazily (or
+    now, in file order, when a policy asks to read them in)."""
+    directory = os.path.dirname(path)
+    files = {shard: os.path.join(directory, shard) for shard in sorted(set(index.weight_map.values()))}
+    home: dict[str, str] = {}  # tensor name -> the shard whose header has it
+    for shard, file in files.items():
+        try:
+            fd, size = open_regular(file, "r", "load")
+        except FileNotFoundError:
+            raise ValueError(f"{path}: shard {file} is missing") from None
+        try:
+            layout = formats.describe(_pread_at(fd, size), size, file)
+        finally:
+            os.close(fd)
+        if layout.format != "safetensors":
+            raise ValueError(f"{path}: shard {file} is a {layout.format} file, not safetensors")
+        for spec in layout.arrays:
+            if spec.name in home:
+                raise ValueError(f"{path}: tensor {spec.name!r} is in two shards, {files[home[spec.name]]} "
+                                 f"and {file}")
+            home[str(spec.name)] = shard
+    for name, shard in index.weight_map.items():
+        if home.get(name) != shard:
+            raise ValueError(f"{path}: tensor {name!r} is not in its shard {files[shard]}"
+                             + (f" (it is in {files[home[name]]})" if name in home else ""))
+    result = ShardedArrays(path, index, files, lambda file: _load(file, None, options))
+    if options.populate or options.prefetch:
+        result.map_all()
+    return result
 
 
 def _pread_at(fd: int, size: int):
@@ -247,6 +320,64 @@ class SafetensorsArrays(dict):
     """The tensors of a safetensors file (name -> ndarray), with its ``metadata`` dict."""
 
     metadata: dict
+
+
+class ShardedArrays(collections.abc.Mapping):
+    """The tensors of a sharded safetensors checkpoint, by name, with the index's ``metadata``.
+
+    Every shard's header was checked when the index was loaded; a shard is mapped (or
+    copied) the first time one of its tensors is asked for, once.
+
+    Attributes
+    ----------
+    path : str
+        The index file.
+    metadata : dict
+        The index's ``metadata`` (``{}`` when it has none).
+    files : list of str
+        The shard files, in file order.
+    """
+
+    def __init__(self, path: str, index: shards.ShardIndex, files: dict[str, str], load_shard) -> None:
+        self.path = path
+        self.metadata = index.metadata
+        self.files = list(files.values())
+        self._shard_of = index.weight_map
+        self._files = files
+        self._load_shard = load_shard
+        self._loaded: dict[str, collections.abc.Mapping] = {}
+
+    def _shard(self, shard: str):
+        tensors = self._loaded.get(shard)
+        if tensors is None:
+            tensors = self._loaded[shard] = self._load_shard(self._files[shard])
+        return tensors
+
+    def map_all(self) -> None:
+        """Map (or copy) every shard now, in file order."""
+        for shard in self._files:
+            self._shard(shard)
+
+    def __getitem__(self, name: str):
+        shard = self._shard_of.get(name) if isinstance(name, str) else None
+        if shard is None:
+            raise KeyError(f"{name!r} is not a tensor of {self.path}")
+        tensors = self._shard(shard)
+        if name not in tensors:  # the shard changed since its header was checked
+            raise ValueError(f"{self.path}: tensor {name!r} is no longer in its shard {self._files[shard]}")
+        return tensors[name]
+
+    def __iter__(self):
+        return iter(self._shard_of)
+
+    def __len__(self) -> int:
+        return len(self._shard_of)
+
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and name in self._shard_of
+
+    def __repr__(self):
+        return f"<mmio.ShardedArrays {self.path!r} tensors={len(self)} shards={len(self._files)}>"
 
 
 class NpzArrays(collections.abc.Mapping):

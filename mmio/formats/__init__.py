@@ -140,7 +140,7 @@ def describe(read_at: ReadAt, size: int, path) -> Layout:
                     "use mmio.open_array for raw binary")
 
 
-from . import npy, npz, safetensors  # noqa: E402  (the formats use the names above)
+from . import npy, npz, safetensors, shards  # noqa: E402  (the formats use the names above)
 
 FORMATS = (npy, npz, safetensors)
 """The formats, in the order their ``sniff`` is tried."""

@@ -1,0 +1,80 @@
+"""``load(..., framework="torch")``: the arrays ``load`` made, as ``torch.Tensor`` objects over the same memory.
+
+torch is imported only here, and only when asked for. A tensor made by ``torch.from_numpy`` holds its ndarray,
+whose ``.base`` holds the mapping: the memory stays mapped while any tensor lives. Dtypes numpy has only through
+``ml_dtypes`` (bfloat16, the float8 formats) cross as unsigned integers of their size and are viewed as torch's
+own dtype of the same bits.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+
+import numpy as np
+
+_ML_DTYPES_TO_TORCH = {"bfloat16": "bfloat16", "float8_e4m3fn": "float8_e4m3fn", "float8_e5m2": "float8_e5m2",
+                       "float8_e8m0fnu": "float8_e8m0fnu"}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("framework='torch' needs torch, which is not installed: "
+                          "see https://pytorch.org for the build that suits your machine") from None
+    return torch
+
+
+def tensor(array):
+    """One ndarray as a tensor sharing its memory (other values, such as a raw .npz member's bytes, as they
+    are)."""
+    if not isinstance(array, np.ndarray):
+        return array
+    torch = _torch()
+    name = _ML_DTYPES_TO_TORCH.get(array.dtype.name) if array.dtype.kind == "V" else None
+    if name is not None:
+        return torch.from_numpy(array.view(f"u{array.dtype.itemsize}")).view(getattr(torch, name))
+    try:
+        return torch.from_numpy(array)
+    except TypeError as exc:  # a dtype torch has no equivalent of: structured, byte-swapped, strings...
+        raise ValueError(f"an array of dtype {array.dtype} cannot become a torch tensor: {exc}") from None
+
+
+def tensors(result):
+    """What ``load`` returned, with tensors for arrays: eagerly for a dict, on access for lazy containers."""
+    if isinstance(result, np.ndarray):
+        return tensor(result)
+    if isinstance(result, dict):
+        converted = type(result)((name, tensor(array)) for name, array in result.items())
+        converted.metadata = result.metadata
+        return converted
+    _torch()  # fail now, not at the first access
+    return TensorView(result)
+
+
+class TensorView(collections.abc.Mapping):
+    """A lazy container of ``load`` (``.npz`` members, a sharded checkpoint) whose arrays come out as tensors.
+
+    Everything else (``metadata``, ``files``, ``path``, ``close``) is the container's own.
+    """
+
+    def __init__(self, arrays: collections.abc.Mapping) -> None:
+        self._arrays = arrays
+
+    def __getitem__(self, name):
+        return tensor(self._arrays[name])
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __contains__(self, name) -> bool:
+        return name in self._arrays
+
+    def __getattr__(self, name):
+        return getattr(self._arrays, name)
+
+    def __repr__(self):
+        return f"<mmio tensors of {self._arrays!r}>"
