@@ -21,7 +21,7 @@ _TOKEN = re.compile(r"""
     | (?P<name>True|False|None)\b
     | (?P<punct>[{}()\[\],:])
     )""", re.VERBOSE | re.DOTALL)
-_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", re.DOTALL)
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "'": "'", '"': '"'}
 _NAMES = {"True": True, "False": False, "None": None}
 _CLOSE = {"(": ")", "[": "]", "{": "}"}
@@ -83,8 +83,11 @@ def _unescape(body: str) -> str:
 
     def one(m: re.Match) -> str:
         code = m.group(1)
-        if code[0] in "xu" and len(code) > 1:
-            return chr(int(code[1:], 16))
+        if code[0] in "xuU" and len(code) > 1:
+            value = int(code[1:], 16)
+            if value > 0x10FFFF:
+                raise LiteralError(f"escape \\{code} is not a character")
+            return chr(value)
         if code in _SIMPLE_ESCAPES:
             return _SIMPLE_ESCAPES[code]
         raise LiteralError(f"unsupported escape \\{code}")

@@ -39,37 +39,52 @@ def describe(read_at: ReadAt, size: int, path) -> Layout:
     except Exception as exc:  # zipfile raises BadZipFile, NotImplementedError, UnicodeDecodeError, ...
         raise bad(path, f"not a valid .npz (zip) file: {exc}") from None
     specs: dict[str, ArraySpec] = {}
-    described: dict[tuple, ArraySpec] = {}  # entries sharing bytes are described once: work stays linear in size
+    headers: dict[int, ArraySpec | str] = {}  # member header parsed once per offset, however many entries name it
     with archive:
         for info in infos:
-            if not info.is_dir():
+            if not info.filename.endswith("/"):  # a directory (not is_dir(): an empty name is a member, as in numpy)
                 name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-                key = (info.header_offset, info.compress_size, info.compress_type, info.flag_bits)
-                shared = described.get(key)
-                if shared is None:
-                    shared = described[key] = _member(read_at, size, path, archive, info, name)
-                specs[name] = shared._replace(name=name)
+                specs[name] = _member(read_at, size, path, archive, info, name, headers)
     return Layout(NAME, tuple(specs.values()), "lazy")
 
 
-def _member(read_at: ReadAt, size: int, path, archive: zipfile.ZipFile, info: zipfile.ZipInfo,
-            name: str) -> ArraySpec:
-    label = f"{path}[{info.filename}]"
+def _member(read_at: ReadAt, size: int, path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,
+            headers: dict) -> ArraySpec:
     try:
         if info.flag_bits & 0x1:
             raise bad(path, f"member {info.filename!r} is encrypted")
-        if not _starts_like_npy(archive, info):
-            return ArraySpec(name, np.dtype("u1"), (info.file_size,), "C", 0, raw_member=info.filename)
         if info.compress_type != zipfile.ZIP_STORED:
+            if not _starts_like_npy(archive, info):
+                return ArraySpec(name, np.dtype("u1"), (info.file_size,), "C", 0, raw_member=info.filename)
             raise ValueError(f"{path}: member {info.filename!r} is compressed and cannot be mapped; save with "
                              "numpy.savez (not savez_compressed), or use numpy.load")
         start = _data_offset(read_at, size, path, info)
         if start + info.compress_size > size:
             raise bad(path, f"member {info.filename!r} runs past the end of the file")
-        (spec,) = npy.describe(shifted(read_at, start), info.compress_size, label).arrays
+        if read_at(start, len(npy.NPY_MAGIC)) != npy.NPY_MAGIC:  # not an .npy file: numpy hands out its bytes
+            return ArraySpec(name, np.dtype("u1"), (info.file_size,), "C", 0, raw_member=info.filename)
+        spec = _header_at(read_at, size, path, info, start, headers)
+        if spec.offset + spec.nbytes > info.compress_size:
+            raise bad(f"{path}[{info.filename}]", f"array data of {spec.nbytes} bytes does not fit the member's "
+                                                  f"{info.compress_size - spec.offset} bytes after its header")
     except ValueError as exc:
         return ArraySpec(name, np.dtype("u1"), (0,), "C", 0, refusal=str(exc))
     return spec._replace(name=name, offset=start + spec.offset)
+
+
+def _header_at(read_at: ReadAt, size: int, path, info: zipfile.ZipInfo, start: int, headers: dict) -> ArraySpec:
+    """The .npy header of the member whose bytes start at ``start``, parsed once per offset: a hostile directory
+    may name the same bytes many times (work must stay linear in the file's size). Raises its refusal."""
+    known = headers.get(start)
+    if known is None:
+        try:
+            (known,) = npy.describe(shifted(read_at, start), size - start, f"{path}[{info.filename}]").arrays
+        except ValueError as exc:
+            known = str(exc)
+        headers[start] = known
+    if isinstance(known, str):
+        raise ValueError(known)
+    return known
 
 
 def _starts_like_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
