@@ -2,7 +2,7 @@
 
 from mmio._pages cimport Span
 
-cdef int install() except -1
+cdef int install(bint always_check=*) except -1
 cdef const char* first_fault(char* start, size_t n, size_t page) noexcept nogil
 cdef int populate_span(Span span, bint write, int threads, const char* data, Py_ssize_t length,
                        object path) except -1

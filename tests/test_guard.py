@@ -278,3 +278,23 @@ def test_guard_takes_sigbus_back_from_faulthandler_and_still_lets_real_faults_ki
     """, check=False, timeout=60)
     assert proc.stdout.split() == ["after-disable", str(2 * PAGE), "enabled-after-mmio", str(2 * PAGE)]
     assert proc.returncode == -signal.SIGBUS and "Fatal Python error: Bus error" in proc.stderr
+
+
+def test_a_handler_replaced_from_c_is_taken_back_before_long_work(tmp_path):
+    proc = run_python(f"""
+        import ctypes, os, signal, mmio
+        P = mmio.PAGE_SIZE
+        path = {str(tmp_path / "f.bin")!r}
+        open(path, "wb").write(bytes(8 * P))
+        m = mmio.open(path)
+        m[0]                                              # mmio's handler is in place
+        libc = ctypes.CDLL(None)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal(signal.SIGBUS, ctypes.c_void_p(0))    # SIG_DFL, behind the stdlib's back
+        os.truncate(path, P)
+        try:
+            m.populate()                                  # long work checks the disposition first
+        except mmio.MappingFaultError as e:
+            print("guarded", e.offset)
+    """)
+    assert proc.stdout.split() == ["guarded", str(PAGE)]

@@ -9,7 +9,8 @@
  * is passed on to the handler that was installed before mmio's (or to the
  * default action), so genuine crashes still crash and faulthandler still works.
  * A handler that replaced mmio's (faulthandler.disable(), signal.signal()) is
- * noticed at the next guarded loop, which installs mmio's again and chains to it.
+ * noticed by a later check (see _guard.install), which installs mmio's again and
+ * chains to it.
  *
  * The handler runs with SA_NODEFER, so jumping out of it leaves SIGBUS
  * unblocked without sigsetjmp having to save the signal mask (no syscall per
@@ -23,7 +24,7 @@
 #include <sys/types.h>
 
 /* Install the handler, or install it again if another handler replaced it since (one sigaction(2) call to
- * check, before every guarded loop).  Returns 0, or -1 with errno set. */
+ * check; _guard decides when to call).  Returns 0, or -1 with errno set. */
 int mmio_guard_install(void);
 
 /* Copy n bytes, dst[i*dst_step] = src[i*src_step], with [lo, hi) and [lo2, hi2) guarded
