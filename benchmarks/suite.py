@@ -14,6 +14,9 @@ Groups (each a table; every case runs once per round, rounds interleave cases):
 - ``gather``: 100k random elements of a cold file; bytes read from disk (``/proc/self/io``).
 - ``inmemory``: a private in-memory copy of the array (``np.load`` and friends), and
   ``out=`` against a plain ``np.copyto``.
+- ``weights``, ``weights-cold``: a sharded BF16 checkpoint of ``--size`` MiB written by
+  safetensors from torch tensors: safetensors' loaders against ``mmio.load(framework="torch")``,
+  warm and cold (see benchmarks/bench_weights.py; needs torch).
 
 Results: a table per group (median, min-max, GB/s, ratio to the numpy reference),
 a JSON file, and a PNG chart when matplotlib is installed.
@@ -34,6 +37,7 @@ import numpy as np
 
 import mmio
 
+from . import bench_weights
 from ._timing import format_table, interleaved, summarize
 
 GATHER = 100_000
@@ -210,15 +214,26 @@ def group_inmemory(paths, nbytes, rounds):
     return summarize(samples, nbytes, "np.load")
 
 
+def group_weights(paths, nbytes, rounds):
+    return bench_weights.group_weights(paths["checkpoint"], rounds)
+
+
+def group_weights_cold(paths, nbytes, rounds):
+    return bench_weights.group_weights_cold(paths["checkpoint"], rounds)
+
+
 GROUPS = {
     "open": ("Open latency (an ndarray over the whole file, nothing read)", group_open),
     "warm": ("Warm scan: open + sum, file in the page cache", group_warm),
     "cold": ("Cold scan: evicted file, open + first sum (second sum in JSON)", group_cold),
     "gather": (f"Random gather of {GATHER} elements from a cold file", group_gather),
     "inmemory": ("In-memory load: a private array (warm file)", group_inmemory),
+    "weights": (f"Model weights, warm: every tensor of a {bench_weights.SHARDS}-shard BF16 checkpoint", group_weights),
+    "weights-cold": ("Model weights, cold: evicted shards, load + first read of every page", group_weights_cold),
 }
 REFERENCES = {"open": "np.load(npy, mmap_mode='r')", "warm": "np.load(mmap_mode='r')",
-              "cold": "np.load(mmap_mode='r')", "gather": "np.load(mmap_mode='r')", "inmemory": "np.load"}
+              "cold": "np.load(mmap_mode='r')", "gather": "np.load(mmap_mode='r')", "inmemory": "np.load",
+              "weights": "safetensors.torch.load_file", "weights-cold": "safetensors.torch.load_file + read"}
 
 
 # ---- output --------------------------------------------------------------------------------------
@@ -276,6 +291,10 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = set(chosen) - set(GROUPS)
     if unknown:
         parser.error(f"unknown groups: {', '.join(sorted(unknown))}")
+    missing = bench_weights.available()
+    if missing and {"weights", "weights-cold"} & set(chosen):
+        print(f"leaving out the model-weights groups: they {missing}")
+        chosen = [g for g in chosen if not g.startswith("weights")]
     results = {"machine": machine(), "size_mib": size, "rounds": rounds, "groups": {}}
     tables = []
     header = (f"{size} MiB float64, {rounds} interleaved rounds, {results['machine']['cpus']} CPUs, "
@@ -283,6 +302,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(header, flush=True)
     with tempfile.TemporaryDirectory(prefix="mmio-bench-", dir=args.dir) as tmp:
         paths = make_files(tmp, size)
+        if any(g.startswith("weights") for g in chosen):
+            paths["checkpoint"] = bench_weights.make_checkpoint(tmp, size)
         nbytes = (size << 20) // 8 * 8
         for name in chosen:
             title, run = GROUPS[name]

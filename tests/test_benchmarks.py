@@ -15,11 +15,15 @@ def test_quick_suite_runs_and_writes_json(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(out.read_text())
-    assert set(results["groups"]) == {"open", "warm", "cold", "gather", "inmemory"}
+    from benchmarks.bench_weights import available
+    weights = {"weights", "weights-cold"} if available() is None else set()
+    assert set(results["groups"]) == {"open", "warm", "cold", "gather", "inmemory"} | weights
     for name, rows in results["groups"].items():
         assert rows and all(r["median_s"] > 0 for r in rows), name
     cold = {r["case"]: r for r in results["groups"]["cold"]}
     assert all(r["max_resident_before"] < 0.01 for r in cold.values())  # eviction was checked
+    for row in results["groups"].get("weights-cold", []):
+        assert row["max_resident_before"] < 0.01
     assert "## Cold scan" in proc.stdout
 
 
