@@ -105,3 +105,39 @@ def test_bug4_large_hostile_npy_header_is_refused_in_bounded_memory(tmp_path, te
     cpu, grown_mib = proc.stdout.split()
     assert int(grown_mib) < 64 and float(cpu) < 1, f"peak RSS grew {grown_mib} MiB and {cpu} s of CPU went " \
                                                    "to refuse a 2 MiB file"
+
+
+# BUG 5: npz.describe parses a member once per distinct (header_offset, compress_size, compress_type,
+# flag_bits), so directory entries naming the same bytes but each with another compress_size (or flag bit)
+# parse the member's .npy header again and again: work grows as entries x header size, not with the file.
+# A 1.4 MB archive of one member with a 1 MB header and 20 such entries takes ~5 s of CPU; 200 take ~50 s.
+@pytest.mark.xfail(strict=True, reason="BUG 5: .npz entries sharing one member but differing in compress_size "
+                                       "or flag bits re-parse its header each: work is entries x header size")
+@pytest.mark.parametrize("field", ["compress_size", "flag_bits"])
+def test_bug5_npz_entries_sharing_a_member_are_described_in_linear_work(field):
+    from mmio.formats import npz
+    member = io.BytesIO()
+    np.lib.format.write_array(member, np.zeros(2, [(f"f{i:05d}", "<f8") for i in range(1500)]), version=(2, 0))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.npy", member.getvalue())
+    data = bytearray(buf.getvalue())
+    end, central = data.rindex(b"PK\x05\x06"), data.index(b"PK\x01\x02")
+    entry = bytes(data[central:end])
+    copies = []
+    for i in range(1, 31):
+        copy = bytearray(entry.replace(b"a.npy", b"%05d" % i))
+        if field == "compress_size":  # still inside the file: the directory follows the member
+            copy[20:24] = (int.from_bytes(entry[20:24], "little") + i).to_bytes(4, "little")
+        else:  # bits zipfile ignores
+            copy[8:10] = (i << 1 & 0x7E).to_bytes(2, "little")
+        copies.append(bytes(copy))
+    directory = entry + b"".join(copies)
+    tail = bytearray(data[end:])
+    tail[8:10] = tail[10:12] = (len(copies) + 1).to_bytes(2, "little")
+    tail[12:16] = len(directory).to_bytes(4, "little")
+    hostile = bytes(data[:central]) + directory + bytes(tail)
+    read = []
+    layout = npz.describe(lambda o, n: read.append(n) or hostile[o:o + n], len(hostile), "bomb.npz")
+    assert len(layout.arrays) == 31
+    assert sum(read) < 3 * len(hostile), f"read {sum(read)} bytes of a {len(hostile)}-byte file"
