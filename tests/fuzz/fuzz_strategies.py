@@ -469,8 +469,9 @@ class ZipModel:
             z = {"sig": b"PK\x06\x06", "size": 44, "made": 45, "needed": 45, "disk": 0, "disk_cd": 0,
                  "n_disk": n, "n_total": n, "cd_size": len(directory), "cd_offset": cd_offset, **self.zip64}
             where = len(out)
-            out += ZIP64_EOCD.pack(*(z[k] for k in ("sig", "size", "made", "needed", "disk", "disk_cd", "n_disk",
-                                                    "n_total", "cd_size", "cd_offset")))
+            widths = {"made": 0xFFFF, "needed": 0xFFFF, "disk": 0xFFFFFFFF, "disk_cd": 0xFFFFFFFF}
+            out += ZIP64_EOCD.pack(z["sig"], *(z[k] & widths.get(k, (1 << 64) - 1) for k in (
+                "size", "made", "needed", "disk", "disk_cd", "n_disk", "n_total", "cd_size", "cd_offset")))
             out += ZIP64_LOCATOR.pack(b"PK\x06\x07", 0, self.zip64.get("locator", where), 1)
         e = {"sig": b"PK\x05\x06", "disk": 0, "disk_cd": 0, "n_disk": n, "n_total": n, "cd_size": len(directory),
              "cd_offset": cd_offset, "comment_len": len(self.comment), **self.eocd}

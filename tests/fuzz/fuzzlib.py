@@ -66,6 +66,7 @@ def _category(message: str, path) -> str:
     """A message with the file's name, numbers and quoted text folded, to group similar ones."""
     text = str(message).replace(str(path), "<file>").replace(os.path.basename(str(path)), "<file>")
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
+    text = re.sub(r"^<file>\[[^\]]*\]", "<file>[member]", text)
     text = re.sub(r"\d+", "N", text)
     return text[:90]
 
