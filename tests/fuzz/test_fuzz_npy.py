@@ -4,7 +4,7 @@ import os
 import warnings
 
 import numpy as np
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 import fuzzlib
@@ -18,7 +18,6 @@ STEMS = st.sampled_from(fuzzlib.FILE_STEMS)
 @given(s.npy_files(), STEMS)
 def test_npy_written_by_numpy_loads_exactly(case, stem):
     data, array = case
-    assume(not fuzzlib.known_bug_npy_escape(data))  # BUG 2: see test_known_bugs.py
     check(data, "npy", stem=stem, expected={None: array})
 
 
@@ -50,7 +49,6 @@ def test_npy_created_by_mmio_reads_back_in_numpy_and_mmio(array, fortran):
     del created
     with open(path, "rb") as f:
         data = f.read()
-    assume(not fuzzlib.known_bug_npy_escape(data))  # BUG 2
     want = np.frombuffer(raw, array.dtype, count=array.size).reshape(array.shape, order=order)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,6 +1,6 @@
 """.npz: archives numpy and zipfile write (stored, compressed, ZIP64, odd names), forged directories, flipped bytes."""
 
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 import fuzzlib
@@ -13,8 +13,6 @@ STEMS = st.sampled_from(fuzzlib.FILE_STEMS)
 @given(s.npz_files(), STEMS)
 def test_npz_written_by_numpy_and_zipfile_loads_exactly(case, stem):
     data, expected = case
-    assume(not fuzzlib.known_bug_npy_escape(data))  # BUG 2: see test_known_bugs.py
-    assume(not fuzzlib.known_bug(data))  # BUG 3
     check(data, "npz", stem=stem, expected=expected)
 
 

@@ -1,8 +1,5 @@
-"""The bugs the fuzzers found, each as a minimal reproducer of the behaviour the contract asks for.
-
-Each test is a strict xfail while its bug is open: it fails today, and when the bug is fixed it passes, which
-pytest reports as an error, so the mark (and the fuzzers' ``known_bug`` filter in fuzzlib.py) must go.
-"""
+"""The bugs the fuzzers found, each a minimal reproducer of the behaviour the contract asks for, kept as a
+regression test now that it is fixed (each failed before its fix)."""
 
 import io
 import json
@@ -23,8 +20,6 @@ def safetensors_bytes(header: dict, body: bytes = b"") -> bytes:
 
 # BUG 1: a safetensors shape numpy cannot make is refused, but by numpy or mmio's mapping code, whose
 # ValueError does not name the file (the .npy parser checks the same shapes and names the file).
-@pytest.mark.xfail(strict=True, reason="BUG 1: safetensors shapes are not checked as .npy shapes are; the "
-                                       "ValueError comes from numpy/the mapping and does not name the file")
 @pytest.mark.parametrize("shape, body", [([1] * 65, b"\0"),        # more dimensions than numpy allows
                                          ([0, 2**70], b""),        # a dimension past intp (0 bytes of data)
                                          ([2**62, 2**62, 0], b"")],  # a size past intp (0 bytes of data)
@@ -39,7 +34,6 @@ def test_bug1_safetensors_shape_numpy_cannot_make_is_refused_by_name(tmp_path, s
 
 # BUG 2: numpy writes a field name holding a non-printable astral character (U+E0001, say) with a \U escape
 # (repr); mmio's literal parser knows \x, \u and the one-letter escapes only, and refuses the file.
-@pytest.mark.xfail(strict=True, reason="BUG 2: .npy headers with \\U escapes (as numpy writes them) are refused")
 @pytest.mark.parametrize("writer", ["numpy.save", "mmio.create"])
 def test_bug2_npy_field_name_with_a_non_printable_astral_character_loads(tmp_path, writer):
     path = tmp_path / "astral.npy"
@@ -55,7 +49,6 @@ def test_bug2_npy_field_name_with_a_non_printable_astral_character_loads(tmp_pat
 
 # BUG 3: a zip entry with an empty name (numpy loads it as member "") makes mmio.load raise IndexError, from
 # zipfile.ZipInfo.is_dir (filename[-1]), called outside the describer's try.
-@pytest.mark.xfail(strict=True, reason="BUG 3: an .npz entry with an empty name raises IndexError")
 def test_bug3_npz_member_with_an_empty_name_is_not_an_index_error(tmp_path):
     member = io.BytesIO()
     np.save(member, np.arange(3))
@@ -77,7 +70,6 @@ def test_bug3_npz_member_with_an_empty_name_is_not_an_index_error(tmp_path):
 # BUG 4: a hostile .npy header of 2 MiB (mmio accepts up to 4 MiB; numpy refuses over 10 kB) is tokenized whole
 # into a list of Python tuples before the parser refuses it: ~70 bytes of memory and ~0.5 µs per header byte.
 # Run in a child interpreter, so its memory is measured alone and freed.
-@pytest.mark.xfail(strict=True, reason="BUG 4: a 2 MiB hostile .npy header costs >100 MiB and ~1 s to refuse")
 @pytest.mark.parametrize("text", ["'[' * n", "'(' + '1,' * (n // 2) + ')'"], ids=["brackets", "long-tuple"])
 def test_bug4_large_hostile_npy_header_is_refused_in_bounded_memory(tmp_path, text):
     proc = run_python(f"""
@@ -111,8 +103,6 @@ def test_bug4_large_hostile_npy_header_is_refused_in_bounded_memory(tmp_path, te
 # flag_bits), so directory entries naming the same bytes but each with another compress_size (or flag bit)
 # parse the member's .npy header again and again: work grows as entries x header size, not with the file.
 # A 1.4 MB archive of one member with a 1 MB header and 20 such entries takes ~5 s of CPU; 200 take ~50 s.
-@pytest.mark.xfail(strict=True, reason="BUG 5: .npz entries sharing one member but differing in compress_size "
-                                       "or flag bits re-parse its header each: work is entries x header size")
 @pytest.mark.parametrize("field", ["compress_size", "flag_bits"])
 def test_bug5_npz_entries_sharing_a_member_are_described_in_linear_work(field):
     from mmio.formats import npz
