@@ -166,6 +166,20 @@ def test_safetensors_header_limit_is_the_reference_readers_and_parsing_leaves_th
     assert gc.isenabled()
 
 
+@pytest.mark.parametrize("overlap", [1, 2])
+def test_safetensors_tensors_overlapping_by_one_byte_are_refused(overlap):
+    header = {"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+              "b": {"dtype": "U8", "shape": [4], "data_offsets": [4 - overlap, 8 - overlap]}}
+    raw = json.dumps(header).encode()
+    data = len(raw).to_bytes(8, "little") + raw + bytes(8 - overlap)  # no gap, nothing after: only the overlap
+    with pytest.raises(ValueError, match="^overlap.safetensors: tensor 'b' overlaps another tensor$"):
+        safetensors.describe(reader(data), len(data), "overlap.safetensors")
+    header["b"]["data_offsets"] = [4, 8]
+    raw = json.dumps(header).encode()
+    data = len(raw).to_bytes(8, "little") + raw + bytes(8)
+    assert [s.name for s in safetensors.describe(reader(data), len(data), "tiled.safetensors").arrays] == ["a", "b"]
+
+
 def test_safetensors_refusals_name_the_tensor_and_the_cause():
     cases = {
         "entry": ([1], "entry is not an object"),
