@@ -187,6 +187,8 @@ def test_safetensors_refusals_name_the_tensor_and_the_cause():
         "shape": ({"dtype": "U8", "shape": [1.5], "data_offsets": [0, 1]}, r"shape \[1.5\] is not a list of non-"),
         "dims": ({"dtype": "U8", "shape": [1] * 65, "data_offsets": [0, 1]}, "shape has 65 dimensions; numpy allows 64"),
         "offsets": ({"dtype": "U8", "shape": [1], "data_offsets": [1, 0]}, r"data_offsets \[1, 0\] is not"),
+        "short": ({"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}, r"F32 \[4\] needs 16 bytes, data_offsets span 8$"),
+        "long": ({"dtype": "U8", "shape": [1], "data_offsets": [0, 2]}, r"U8 \[1\] needs 1 bytes, data_offsets span 2$"),
         "missing": ({"dtype": "U8", "shape": [1]}, "data_offsets None is not"),
     }
     for name, (entry, message) in cases.items():

@@ -60,6 +60,7 @@ CASES = {
     "order-not-bool.npy": npy(good(order="'yes'"), bytes(16)),
     "deep-nesting.npy": npy("{'descr': " + "[" * 500 + "]" * 500 + ", 'fortran_order': False, 'shape': (), }"),
     "truncated-body.npy": npy(good("(100,)"), bytes(16)),
+    "body-one-byte-short.npy": npy(good("(2,)"), bytes(15)),
     "unterminated.npy": npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2,", bytes(16)),
     "bad-utf8-v3.npy": npy("{'descr': '\xff\xfe'}", bytes(16), version=(3, 0)),
     "empty.npy": b"",
