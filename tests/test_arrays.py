@@ -142,7 +142,9 @@ def test_npz_members_zero_copy(tmp_path):
         assert isinstance(x.base, mmio._mapping.MappingExport)
         with pytest.raises(KeyError, match="'nope'"):
             z["nope"]
-    assert x.sum() == 66  # the array keeps the mapping alive after close()
+    owner = x.base.mapping  # the array keeps the mapping alive after close(); checked before x is read (and
+    assert not owner.closed  # without x in the assertion, which pytest would print): reading x would crash
+    assert x.sum() == 66
     copied = mmio.load(path, copy=True)
     same(copied["y"], np.load(path)["y"])
     assert copied["y"].flags.writeable

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 import mmio
+from mmio._units import human_bytes
 from mmio.cli import main
 from conftest import fincore, sparse_file
 
@@ -136,6 +137,27 @@ def test_odd_file_names_in_the_cli_and_the_html(tmp_path):
     r = mmio.residency(tmp_path / os.fsdecode(b"ctl\x01x"))
     from mmio.display import residency_html
     ET.fromstring(residency_html(r, label=os.fsdecode(b"ctl\x01x\xff")))
+
+
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
+def test_a_missing_file_fails_the_command_and_the_others_still_run(tmp_path, cli):
+    first, missing, last = tmp_path / "a.bin", tmp_path / "missing.bin", tmp_path / "z.bin"
+    for path in (first, last):
+        path.write_bytes(os.urandom(4 * PAGE))
+    for command in ("touch", "evict"):
+        proc = cli(command, first, missing, last)
+        assert proc.returncode == 1, (command, proc.stderr)
+        assert [line.split(":")[0] for line in proc.stdout.splitlines()] == [str(first), str(last)]
+        assert proc.stderr.startswith(f"mmio {command}: {missing}: ") and len(proc.stderr.splitlines()) == 1
+    lock = subprocess.Popen([sys.executable, "-m", "mmio", "lock", str(first), str(missing), str(last)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert lock.stdout.readline().startswith(f"locked 2 files, {human_bytes(8 * PAGE)};")
+        lock.send_signal(signal.SIGTERM)
+        out, err = lock.communicate(timeout=30)
+    finally:
+        lock.kill()
+    assert lock.returncode == 1 and out == "released\n" and err.startswith(f"mmio lock: {missing}: "), err
 
 
 def test_lock_with_nothing_to_lock_exits_at_once(cli):

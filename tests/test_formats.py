@@ -166,6 +166,20 @@ def test_safetensors_header_limit_is_the_reference_readers_and_parsing_leaves_th
     assert gc.isenabled()
 
 
+@pytest.mark.parametrize("overlap", [1, 2])
+def test_safetensors_tensors_overlapping_by_one_byte_are_refused(overlap):
+    header = {"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+              "b": {"dtype": "U8", "shape": [4], "data_offsets": [4 - overlap, 8 - overlap]}}
+    raw = json.dumps(header).encode()
+    data = len(raw).to_bytes(8, "little") + raw + bytes(8 - overlap)  # no gap, nothing after: only the overlap
+    with pytest.raises(ValueError, match="^overlap.safetensors: tensor 'b' overlaps another tensor$"):
+        safetensors.describe(reader(data), len(data), "overlap.safetensors")
+    header["b"]["data_offsets"] = [4, 8]
+    raw = json.dumps(header).encode()
+    data = len(raw).to_bytes(8, "little") + raw + bytes(8)
+    assert [s.name for s in safetensors.describe(reader(data), len(data), "tiled.safetensors").arrays] == ["a", "b"]
+
+
 def test_safetensors_refusals_name_the_tensor_and_the_cause():
     cases = {
         "entry": ([1], "entry is not an object"),
@@ -173,6 +187,8 @@ def test_safetensors_refusals_name_the_tensor_and_the_cause():
         "shape": ({"dtype": "U8", "shape": [1.5], "data_offsets": [0, 1]}, r"shape \[1.5\] is not a list of non-"),
         "dims": ({"dtype": "U8", "shape": [1] * 65, "data_offsets": [0, 1]}, "shape has 65 dimensions; numpy allows 64"),
         "offsets": ({"dtype": "U8", "shape": [1], "data_offsets": [1, 0]}, r"data_offsets \[1, 0\] is not"),
+        "short": ({"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}, r"F32 \[4\] needs 16 bytes, data_offsets span 8$"),
+        "long": ({"dtype": "U8", "shape": [1], "data_offsets": [0, 2]}, r"U8 \[1\] needs 1 bytes, data_offsets span 2$"),
         "missing": ({"dtype": "U8", "shape": [1]}, "data_offsets None is not"),
     }
     for name, (entry, message) in cases.items():

@@ -60,6 +60,7 @@ CASES = {
     "order-not-bool.npy": npy(good(order="'yes'"), bytes(16)),
     "deep-nesting.npy": npy("{'descr': " + "[" * 500 + "]" * 500 + ", 'fortran_order': False, 'shape': (), }"),
     "truncated-body.npy": npy(good("(100,)"), bytes(16)),
+    "body-one-byte-short.npy": npy(good("(2,)"), bytes(15)),
     "unterminated.npy": npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2,", bytes(16)),
     "bad-utf8-v3.npy": npy("{'descr': '\xff\xfe'}", bytes(16), version=(3, 0)),
     "empty.npy": b"",
@@ -75,6 +76,9 @@ CASES = {
                                            bytes(10)),
     "st-overlap.safetensors": safetensors({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
                                            "b": {"dtype": "U8", "shape": [4], "data_offsets": [2, 6]}}, bytes(8)),
+    "st-overlap-one-byte.safetensors": safetensors({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+                                                    "b": {"dtype": "U8", "shape": [4], "data_offsets": [3, 7]}},
+                                                   bytes(7)),
     "st-reversed.safetensors": safetensors({"t": {"dtype": "U8", "shape": [0], "data_offsets": [5, 1]}}, bytes(8)),
     "st-entry-not-object.safetensors": safetensors({"t": 5}),
     "zip-truncated.npz": npz({"a.npy": npy(good(), bytes(16))})[:40],
@@ -176,13 +180,15 @@ def test_dtype_of_a_structured_header_matches_numpy(tmp_path):
 
 
 def test_load_of_a_fifo_is_refused_not_waited_on(tmp_path):
+    import errno
     import mmio
     import os
     import pytest
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="cannot load this file: it is not a regular file") as info:
         mmio.load(fifo)
+    assert info.value.errno == errno.ENODEV and info.value.filename == str(fifo)
 
 
 def test_structured_dtypes_are_not_shared_between_loads(tmp_path):
@@ -227,8 +233,10 @@ def test_arguments_are_checked_whatever_the_file_size(tmp_path):
     import pytest
     path = tmp_path / "small.npy"
     np.save(path, np.arange(3.0))
-    for kwargs in ({"threads": 0}, {"threads": 1000}, {"advice": "bogus"}):
-        with pytest.raises(ValueError):
+    for kwargs, message in (({"threads": 0}, "threads must be between 1 and 64, got 0$"),
+                            ({"threads": 1000}, "threads must be between 1 and 64, got 1000$"),
+                            ({"advice": "bogus"}, "^'bogus' is not a Advice; choose one of: normal, ")):
+        with pytest.raises(ValueError, match=message):
             mmio.load(path, copy=True, **kwargs)
 
 
@@ -237,12 +245,13 @@ def test_open_array_and_create_check_before_touching_the_file(tmp_path):
     import pytest
     path = tmp_path / "keep.bin"
     path.write_bytes(bytes(80))
-    for call in (lambda: mmio.open_array(path, "f8", shape=2, mode="w+", order="X"),
-                 lambda: mmio.open_array(path, object, shape=2, mode="w+"),
-                 lambda: mmio.create(path, -3, "f8"),
-                 lambda: mmio.create(path, (1,) * 65, "f8"),
-                 lambda: mmio.create(path, (2.5,), "f8")):
-        with pytest.raises((ValueError, TypeError)):
+    for call, error, message in (
+            (lambda: mmio.open_array(path, "f8", shape=2, mode="w+", order="X"), ValueError, "order must be 'C' or 'F'"),
+            (lambda: mmio.open_array(path, object, shape=2, mode="w+"), ValueError, "holds Python objects"),
+            (lambda: mmio.create(path, -3, "f8"), ValueError, r"shape \(-3,\) has a negative dimension"),
+            (lambda: mmio.create(path, (1,) * 65, "f8"), ValueError, "shape has 65 dimensions; numpy allows 64"),
+            (lambda: mmio.create(path, (2.5,), "f8"), TypeError, r"shape must be an int or a sequence of ints")):
+        with pytest.raises(error, match=message):
             call()
         assert path.stat().st_size == 80
     a = mmio.open_array(path, "f8", shape=(np.int64(2), 5), mode="w+")

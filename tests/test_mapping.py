@@ -42,6 +42,42 @@ def test_close_with_live_memoryview(data_file):
     m.close()
 
 
+def test_close_refuses_while_exports_live():
+    # The export check is what keeps every array and memoryview of a mapping valid: were close() to unmap under
+    # them, reading them would crash. So it runs in a child, where a crash fails this test, not the test run.
+    proc = run_python("""
+        import gc, mmio
+        m = mmio.anonymous(4 * mmio.PAGE_SIZE)
+        m[:4] = b"live"
+        view, arr = memoryview(m), m.array()[1:][::2]
+        for holders in ("a memoryview and an array", "an array"):
+            try:
+                m.close()
+                print("closed with", holders)
+            except BufferError as e:
+                print("refused with", holders, "|", e)
+            print(bytes(view[:4]) if holders.startswith("a memoryview") else "", arr[:2].tobytes())
+            view.release()
+        del arr
+        gc.collect()
+        m.close()
+        print("closed", m.closed)
+        with mmio.anonymous(mmio.PAGE_SIZE) as m:
+            m[0] = 7
+            try:
+                with m:
+                    kept = m.array()
+            except BufferError:
+                print("exit refused", kept[0])
+            del kept
+    """)
+    assert proc.stdout.splitlines() == [
+        "refused with a memoryview and an array | cannot close a mapping with 2 live export(s) (arrays or "
+        "memoryviews); delete them first", "b'live' b'ie'",
+        "refused with an array | cannot close a mapping with 1 live export(s) (arrays or memoryviews); delete "
+        "them first", " b'ie'", "closed True", "exit refused 7"]
+
+
 def test_close_with_live_array_and_views_of_it(data_file):
     m = mmio.open(data_file[0])
     arr = m.array()
@@ -125,8 +161,51 @@ def test_buffer_protocol(data_file):
         with memoryview(m) as view:
             assert view.readonly
         import ctypes
-        with pytest.raises((BufferError, TypeError)):
-            (ctypes.c_char * 4).from_buffer(m)  # asks for a writable buffer
+        with pytest.raises(TypeError, match="not writable"):  # ctypes' own check of a read-only buffer
+            (ctypes.c_char * 4).from_buffer(m)  # (mmio's refusal of writable requests: the next test)
+
+
+def test_writable_buffer_requests_on_a_read_only_mapping_are_refused(data_file):
+    # Without mmio's refusal a writable request gets the read-only pages, and a writer then crashes the process
+    # (io.BytesIO.readinto: SIGSEGV), so the requests run in a child: a crash fails this test, not the run.
+    path, payload = data_file
+    proc = run_python(f"""
+        import ctypes, io, os, struct, mmio
+        m = mmio.open({str(path)!r})
+        other = mmio.open({str(path)!r}, offset=1)
+        view = (ctypes.c_char * 256)()  # room for a Py_buffer
+        get_buffer = ctypes.pythonapi.PyObject_GetBuffer
+        get_buffer.argtypes = (ctypes.py_object, ctypes.c_void_p, ctypes.c_int)
+        PyBUF_WRITABLE = 1
+        fd = os.open({str(path)!r}, os.O_RDONLY)
+        for name, call in [
+            ("PyObject_GetBuffer", lambda: get_buffer(m, ctypes.addressof(view), PyBUF_WRITABLE)),
+            ("Mapping.readinto", lambda: other.readinto(m)),
+            ("os.readv", lambda: os.readv(fd, [m])),
+            ("BytesIO.readinto", lambda: io.BytesIO(b"zz").readinto(m)),  # these three turn the refusal into
+            ("FileIO.readinto", lambda: open({str(path)!r}, "rb", buffering=0).readinto(m)),  # a TypeError
+            ("struct.pack_into", lambda: struct.pack_into("B", m, 0, 1)),
+        ]:
+            try:
+                call()
+                print(name, "accepted")
+            except Exception as e:
+                print(name, type(e).__name__, e if isinstance(e, BufferError) else "read-write bytes-like" in str(e))
+        mv = memoryview(m)
+        try:
+            mv[0] = 1
+            print("memoryview write accepted")
+        except TypeError as e:
+            print("memoryview write refused", mv.readonly)
+        mv.release()
+        print("unchanged", m[:] == open({str(path)!r}, "rb").read())
+    """)
+    assert proc.stdout.splitlines() == [
+        "PyObject_GetBuffer BufferError mapping is read-only", "Mapping.readinto BufferError mapping is read-only",
+        "os.readv BufferError mapping is read-only", "BytesIO.readinto TypeError True",
+        "FileIO.readinto TypeError True", "struct.pack_into TypeError True",
+        "memoryview write refused True", "unchanged True"]
+    assert path.read_bytes() == payload
 
 
 def test_export_count_with_threads(data_file):
@@ -190,6 +269,27 @@ def test_array_refusals(data_file, kwargs, error, message):
     with mmio.open(data_file[0]) as m:
         with pytest.raises(error, match=message):
             m.array(**kwargs)
+
+
+DATA = 3 * PAGE + 123  # the size of conftest's data_file
+
+
+@pytest.mark.parametrize("dtype, shape, offset", [
+    ("u1", (DATA + 1,), 0), ("u1", (DATA - 7 + 1,), 7), ("u1", (1, DATA - PAGE + 1), PAGE),
+    ("<f8", ((DATA - 3) // 8,), (DATA + 1) % 8), ("V3", (2, (DATA + 1) // 6), (DATA + 1) % 6),
+], ids=["u1", "u1-at-7", "2-D-at-a-page", "f8", "V3-2-D"])
+def test_array_takes_an_exact_fit_and_refuses_one_byte_more(data_file, dtype, shape, offset):
+    path, payload = data_file
+    available = len(payload) - offset
+    needs = np.dtype(dtype).itemsize * int(np.prod(shape))
+    assert needs == available + 1  # the case is what it says
+    with mmio.open(path) as m:
+        exact = m.array("u1", shape=available, offset=offset)
+        assert exact.tobytes() == payload[offset:]
+        del exact
+        with pytest.raises(ValueError, match=rf"needs {needs} bytes but the mapping has {available} bytes "
+                                             rf"from offset {offset}$"):
+            m.array(dtype, shape=shape, offset=offset)
 
 
 def test_array_writable_iff_mapping(data_file):
@@ -268,13 +368,59 @@ def test_slice_assignment(data_file):
     assert path.read_bytes() == bytes(expected)
 
 
-def test_large_copies_release_the_gil_and_stay_correct(tmp_path):
+def test_large_copies_stay_correct(tmp_path):
     n = 8 << 20
     data = np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8).tobytes()
     with mmio.open(tmp_path / "big", "w+", size=n) as m:
         m[:] = data
         assert m[:] == data
         assert m[1::3] == data[1::3]
+
+
+def _longest_stall_during(gaps, begin, end):
+    """The longest part of [begin, end) that one of ``gaps`` (intervals a spinning thread did not run) covers."""
+    return max([min(end, hi) - max(begin, lo) for lo, hi in gaps if hi > begin and lo < end], default=0.0)
+
+
+@pytest.mark.parametrize("copy", ["write", "read", "strided read"])
+def test_large_copies_release_the_gil(copy):
+    # A thread spins in Python, noting every stretch it could not run. While the copy holds the GIL it cannot
+    # run at all, so the copy would be one long stretch; with the GIL released it runs beside the copy. Best of
+    # three, so one stretch of another process taking the CPU does not decide it.
+    import time
+    n = 256 << 20
+    source = bytes(n)
+    stop, running, gaps = threading.Event(), threading.Event(), []
+
+    def spin():
+        last = time.perf_counter()
+        running.set()
+        while not stop.is_set():
+            now = time.perf_counter()
+            if now - last > 0.002:
+                gaps.append((last, now))
+            last = now
+
+    with mmio.anonymous(n, shared=False) as m:
+        m.populate(write=True)
+        action = {"write": lambda: m.__setitem__(slice(None), source), "read": lambda: m[:],
+                  "strided read": lambda: m[::2]}[copy]
+        thread = threading.Thread(target=spin)
+        thread.start()
+        running.wait()
+        tries = []
+        try:
+            for _ in range(3):
+                begin = time.perf_counter()
+                action()
+                end = time.perf_counter()
+                tries.append((_longest_stall_during(gaps, begin, end), end - begin))
+                if tries[-1][0] < tries[-1][1] / 2:
+                    break
+        finally:
+            stop.set()
+            thread.join()
+    assert any(stall < took / 2 for stall, took in tries), f"(longest stall, copy time) of each try: {tries}"
 
 
 # ---- advice and residency -----------------------------------------------------------------------
@@ -524,8 +670,9 @@ def test_protect_ranges_cover_the_pages_they_touch(offset, length, pages):
                 assert m[page * PAGE] == 0
             else:
                 m[page * PAGE] = 1
-        assert m.readonly and not m.array("u1", offset=max(pages) * PAGE + PAGE if max(pages) < 3 else 0,
-                                        shape=0).flags.writeable is None
+        assert m.readonly
+        for page in range(4):  # an array is writable only over pages that are
+            assert m.array("u1", offset=page * PAGE + 1, shape=PAGE - 1).flags.writeable is (page not in pages)
         m.protect("rw")
         assert not m.readonly and m.array().flags.writeable
 
@@ -600,6 +747,31 @@ def test_sync_survives_sigkill(tmp_path):
     assert data[PAGE - 2:PAGE + 3] == b"hello" and data[:3] == b"abc"
 
 
+def test_sync_writes_the_dirty_pages_back(data_file):
+    # The kernel's flusher leaves a dirty page alone for dirty_expire_centisecs (30 s), so what is still dirty
+    # right after the writes is dirty until sync() writes it (unless memory pressure starts writeback: then the
+    # writes are redone, a few times at most).
+    path, _ = data_file
+    os.truncate(path, 4 * PAGE)
+    with mmio.open(path, "r+") as m:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)  # what writing the fixture left dirty
+        finally:
+            os.close(fd)
+        for attempt in range(5):
+            m[PAGE - 2:PAGE + 2] = bytes([attempt]) * 4   # pages 0 and 1
+            m[3 * PAGE] = attempt                       # page 3
+            if mmio.cache_stat(path).dirty == 3:
+                break
+        assert mmio.cache_stat(path).dirty == 3
+        m.sync(PAGE - 1, 2)                             # pages 0 and 1
+        assert mmio.cache_stat(path, 0, 2 * PAGE)[1:3] == (0, 0)  # neither dirty nor being written
+        m.sync()
+        stat = mmio.cache_stat(path)
+        assert (stat.cached, stat.dirty, stat.writeback) == (4, 0, 0)
+
+
 def test_sync_ranges_and_errors(data_file):
     with mmio.open(data_file[0], "r+") as m:
         m.sync(PAGE - 1, 2)
@@ -624,6 +796,24 @@ def test_t_mlock_sequence():
         assert "lo" in vm_flags(m.address)
         m.unlock()
         assert "lo" not in vm_flags(m.address)
+
+
+@pytest.mark.not_under_sanitizer  # ASan makes mlock/munlock/mlockall no-ops
+def test_unlock_of_a_range_leaves_the_rest_locked():
+    def locked_kb():
+        return int(next(line for line in open("/proc/self/status") if line.startswith("VmLck:")).split()[1])
+
+    with mmio.anonymous(8 * PAGE, shared=False) as m:
+        m.advise("dontdump")  # a flag no neighbour has: the kernel cannot merge the region with another
+        before = locked_kb()
+        m.lock()
+        assert locked_kb() - before == 8 * PAGE // 1024
+        m.unlock(2 * PAGE + 1, PAGE)  # touches pages 2 and 3
+        assert {i for i in range(8) if "lo" in vm_flags(m.address + i * PAGE)} == {0, 1, 4, 5, 6, 7}
+        assert sum(r.locked for r in m.regions()) == 6 * PAGE
+        assert locked_kb() - before == 6 * PAGE // 1024
+        m.unlock()
+        assert sum(r.locked for r in m.regions()) == 0 and locked_kb() == before
 
 
 def test_lock_on_fault_locks_only_touched_pages():

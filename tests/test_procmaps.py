@@ -1,6 +1,8 @@
 """/proc/PID/maps and smaps as Region records: Mapping.regions() and mmio.maps()."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -10,10 +12,10 @@ from conftest import run_python
 PAGE = mmio.PAGE_SIZE
 
 
-def plain_maps():
-    """An independent reading of /proc/self/maps: (start, end, perms, offset, inode, path)."""
+def plain_maps(pid="self"):
+    """An independent reading of /proc/PID/maps: (start, end, perms, offset, inode, path)."""
     rows = []
-    for line in open("/proc/self/maps"):
+    for line in open(f"/proc/{pid}/maps"):
         parts = line.split(None, 5)
         lo, hi = (int(x, 16) for x in parts[0].split("-"))
         rows.append((lo, hi, parts[1], int(parts[2], 16), int(parts[4]),
@@ -52,7 +54,7 @@ def test_regions_figures_follow_what_happens():
         assert [r.perms for r in m.regions()] == ["rw-p", "r--p"]
 
 
-def test_maps_of_self_and_of_a_child():
+def test_maps_of_self_and_of_a_child(tmp_path):
     regions = mmio.maps()
     assert any(r.path == "[stack]" for r in regions)
     # Anonymous regions can change between two reads (other threads allocate); file mappings of
@@ -60,6 +62,22 @@ def test_maps_of_self_and_of_a_child():
     files = [(r.start, r.end, r.perms, r.offset, r.inode, r.path) for r in regions
              if r.path and r.path.endswith(".so")]
     assert files and set(files) <= set(plain_maps())
+    # A child that maps a file of its own, then nothing new once it says so (a child just started may still be
+    # inside execve, its maps half built).
+    mapped = tmp_path / "only-the-child-maps-this.bin"
+    mapped.write_bytes(bytes(3 * PAGE))
+    child = subprocess.Popen([sys.executable, "-S", "-c", f"import mmap, time; f = open({str(mapped)!r}, 'rb'); "
+                              "m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ); print('mapped', flush=True); "
+                              "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "mapped\n"
+        theirs = mmio.maps(child.pid)
+        assert [(r.start, r.end, r.perms, r.offset, r.inode, r.path) for r in theirs] == plain_maps(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert [(r.length, r.perms) for r in theirs if r.path == str(mapped)] == [(3 * PAGE, "r--s")]
+    assert not any(r.path == str(mapped) for r in mmio.maps())
     with pytest.raises(ProcessLookupError):
         mmio.maps(2 ** 22 + 12345)
     with pytest.raises(ValueError):

@@ -47,6 +47,35 @@ def test_cache_stat_counts(tmp_path):
         mmio.cache_stat(path, 0, 257 * PAGE)
 
 
+def test_cache_stat_counts_writeback_and_evicted_pages(tmp_path):
+    path = tmp_path / "f.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        # Dirty, none under writeback: the flusher waits ~30 s before it writes a dirty page (if memory
+        # pressure made it start early, the pages are written again, a few times at most).
+        for attempt in range(5):
+            os.pwrite(fd, bytes([attempt]) * (16 * PAGE), 0)
+            stat = mmio.cache_stat(path)
+            if stat.dirty == 16:
+                break
+        assert (stat.cached, stat.dirty, stat.writeback, stat.evicted) == (16, 16, 0, 0)
+        os.fdatasync(fd)  # waits for the writeback too
+        assert mmio.cache_stat(path) == mmio.CacheStat(16, 0, 0, 0, 0)  # a new file: nothing evicted yet
+    finally:
+        os.close(fd)
+    # Pages reclaimed leave a shadow entry behind, which cachestat counts as evicted (POSIX_FADV_DONTNEED, what
+    # mmio.evict uses, leaves none). MADV_PAGEOUT reclaims a clean page of a file mapped by no one else.
+    with mmio.open(path) as m:
+        for attempt in range(5):
+            m.populate()
+            m.advise("pageout")
+            stat = mmio.cache_stat(path)
+            if stat.evicted:
+                break
+    assert stat.evicted >= 1 and stat.cached + stat.evicted == 16 and (stat.dirty, stat.writeback) == (0, 0)
+    assert mmio.cache_stat(path, 0, PAGE).evicted == (not mmio.residency(path, 0, 1).pages[0])
+
+
 def test_touch_then_evict_round_trip(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(os.urandom(300 * PAGE + 5))
@@ -218,6 +247,50 @@ def test_hidden_page_cache_is_refused_through_mappings_and_buffers_too(public_di
     assert proc.stdout.splitlines() == (
         [f"{name} {refused}" for name in ("Mapping", "memoryview", "memmap", "mmap", "array")]
         + ["Mapping 4", "memoryview 4", "memmap 4", "mmap 4", "array 3", "anonymous True"])
+
+
+def _expected_runs(pattern, offset, length):
+    """The (begin, end) byte runs of [offset, offset+length) on the pages of ``pattern``, worked out bytewise."""
+    runs = []
+    for page in sorted(pattern):
+        begin, end = max(offset, page * PAGE), min(offset + length, (page + 1) * PAGE)
+        if end <= begin:
+            continue
+        if runs and runs[-1][1] == begin:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((begin, end))
+    return runs
+
+
+@pytest.mark.parametrize("offset, length", [
+    (PAGE + 10, 3 * PAGE), (5 * PAGE - 1, 2), (9 * PAGE + 7, 2 * PAGE + 3), (4 * PAGE + 5, 12 * PAGE + 95),
+    (16 * PAGE + 50, 10), (3 * PAGE + 1, 100), (10, 16 * PAGE + 80), (0, 16 * PAGE + 100), (8 * PAGE + 1, 0),
+])
+def test_file_residency_at_unaligned_ranges_matches_the_pages_read(tmp_path, offset, length):
+    from conftest import evict
+    size, pattern = 16 * PAGE + 100, {1, 2, 5, 9, 10, 11, 16}  # the last page holds the file's last 100 bytes
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(size))
+    evict(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # one page per read, no read-ahead
+        for page in sorted(pattern):
+            os.pread(fd, 1, page * PAGE)
+    finally:
+        os.close(fd)
+    whole = mmio.residency(path)
+    assert {i for i in range(whole.total) if whole.pages[i]} == pattern and whole.total == 17
+    r = mmio.residency(path, offset, length)
+    first = offset // PAGE
+    end = -(-(offset + length) // PAGE) if length else first  # an empty range touches no page
+    assert (r.offset, r.length, r.total) == (offset, length, end - first)
+    assert r.pages.tolist() == [page in pattern for page in range(first, end)]
+    runs = _expected_runs(pattern, offset, length)
+    assert r.runs() == runs
+    assert r.resident_bytes == sum(b - a for a, b in runs)
+    assert r.resident == len(pattern & set(range(first, end)))
 
 
 def test_ranges_outside_a_file_name_it(tmp_path):
