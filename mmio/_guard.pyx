@@ -45,28 +45,21 @@ cdef int install(bint always_check=False) except -1:
     global verified
     if verified and not always_check:
         return 0
+    # C only from here: a caller may have checked page protections just before, and Python code could let
+    # another thread change them before the access.
     if mmio_guard_install() != 0:
         raise_errno("could not install mmio's SIGBUS handler")
-    if not verified:
-        _watch_handler_changes()
-        verified = True
+    verified = True
     return 0
 
 
-cdef bint watching = False
-
-
-cdef int _watch_handler_changes() except -1:
-    """Wrap the stdlib functions that replace signal handlers, so the next guarded loop checks again."""
-    global watching
-    if watching:
-        return 0
+def _watch_handler_changes():
+    """Wrap the stdlib functions that replace signal handlers, so the next guarded loop checks again (done
+    once, when mmio is imported: never inside a guarded access)."""
     import faulthandler
     import signal
     for module, name in ((faulthandler, "enable"), (faulthandler, "disable"), (signal, "signal")):
         setattr(module, name, _rechecking(getattr(module, name)))
-    watching = True
-    return 0
 
 
 def _rechecking(replace_handler):
@@ -180,3 +173,5 @@ cdef object fault_error(const char* fault, str what, const char* data, Py_ssize_
         f"could not {what} the mapping{where}: the page is past the end of the file (was the file truncated?)",
         *((path,) if path is not None else ()), offset=offset)
 
+
+_watch_handler_changes()

@@ -11,7 +11,6 @@ import collections.abc
 import operator
 import os
 import zipfile
-import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -403,13 +402,14 @@ class NpzArrays(collections.abc.Mapping):
         self._array_of = array_of
         self._mapping = mapping
         self._arrays: dict[str, np.ndarray] = {}
+        self._archive: zipfile.ZipFile | None = None  # for members that are not .npy files
 
     @property
     def files(self) -> list[str]:
         """Member names, as ``numpy.lib.npyio.NpzFile.files`` gives them."""
         return list(self._specs)
 
-    def __getitem__(self, name: str) -> np.ndarray:
+    def __getitem__(self, name: str) -> np.ndarray | bytes:
         if not isinstance(name, str):
             raise KeyError(name)
         spec = self._specs.get(name) or self._specs.get(name.removesuffix(".npy"))
@@ -426,9 +426,12 @@ class NpzArrays(collections.abc.Mapping):
 
     def _raw_bytes(self, member: str) -> bytes:
         try:
-            with zipfile.ZipFile(self.path) as archive:
-                return archive.read(member)
-        except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, KeyError) as exc:
+            if self._archive is None:  # opened once: its directory is read once, however many members are read
+                self._archive = zipfile.ZipFile(self.path)
+            return self._archive.read(member)
+        except OSError:
+            raise
+        except Exception as exc:  # zipfile raises BadZipFile, zlib.error, NotImplementedError, UnicodeDecodeError...
             raise ValueError(f"{self.path}: member {member!r} cannot be read: {exc}") from None
 
     def __contains__(self, name) -> bool:
@@ -443,6 +446,9 @@ class NpzArrays(collections.abc.Mapping):
     def close(self) -> None:
         """Drop the arrays handed out so far and unmap the file if none of them is still in use."""
         self._arrays.clear()
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
         if self._mapping is not None:
             try:
                 self._mapping.close()

@@ -123,7 +123,7 @@ def _spec(path, name: str, entry, base: int) -> ArraySpec:
         check_shape(shape, dtype, f"{path}: tensor {name!r}")
     size = nbytes(dtype, shape)
     if end - begin != size:
-        raise bad(path, f"tensor {name!r}: {entry['dtype']} {shape} needs {size} bytes, "
+        raise bad(path, f"tensor {name!r}: {entry['dtype']} {list(shape)} needs {size} bytes, "
                         f"data_offsets span {end - begin}")
     return ArraySpec(name, dtype, shape, "C", base + begin)
 

@@ -217,6 +217,8 @@ def describe_in_bounds(data: bytes, path) -> None:
         _refusal(exc, path, "formats.describe")
         return
     for spec in layout.arrays:
+        if spec.raw_member is not None:
+            continue  # not an .npy member: handed out as bytes, nothing mapped
         if spec.refusal is None:
             if not 0 <= spec.offset <= spec.offset + spec.nbytes <= len(data):
                 raise ContractError(f"array {spec.name!r} at {spec.offset}+{spec.nbytes} lies outside the "
