@@ -119,16 +119,21 @@ class _Options(NamedTuple):
     prefetch: bool
 
 
-def _load(path, out, options: _Options):
+def _load(path, out, options: _Options, described: tuple[int, Layout] | None = None):
+    """``load`` after its arguments are checked; ``described``: the file's (size, layout), read already (a
+    shard's), used while the file still has that size."""
     fd, size = open_regular(path, options.mode, "load")
     try:
         label = os.fspath(path)
-        read_at = _pread_at(fd, size)
-        if shards.sniff(read_at(0, formats.HEAD)):
-            if out is not None:
-                raise ValueError("out= is for a single .npy array")
-            return _sharded(label, shards.read_index(read_at, size, label), options)
-        layout = formats.describe(read_at, size, label)
+        if described is not None and described[0] == size:
+            layout = described[1]
+        else:
+            read_at = _pread_at(fd, size)
+            if shards.sniff(read_at(0, formats.HEAD)):
+                if out is not None:
+                    raise ValueError("out= is for a single .npy array")
+                return _sharded(label, shards.read_index(read_at, size, label), options)
+            layout = formats.describe(read_at, size, label)
         if out is not None and layout.container != "array":
             raise ValueError("out= is for a single .npy array")
         if options.copy:
@@ -145,6 +150,7 @@ def _sharded(path: str, index: shards.ShardIndex, options: _Options) -> ShardedA
     directory = os.path.dirname(path)
     files = {shard: os.path.join(directory, shard) for shard in sorted(set(index.weight_map.values()))}
     home: dict[str, str] = {}  # tensor name -> the shard whose header has it
+    described: dict[str, tuple[int, Layout]] = {}  # file -> (size, layout): mapping it later reads no header
     for shard, file in files.items():
         try:
             fd, size = open_regular(file, "r", "load")
@@ -154,6 +160,7 @@ def _sharded(path: str, index: shards.ShardIndex, options: _Options) -> ShardedA
             layout = formats.describe(_pread_at(fd, size), size, file)
         finally:
             os.close(fd)
+        described[file] = (size, layout)
         if layout.format != "safetensors":
             raise ValueError(f"{path}: shard {file} is a {layout.format} file, not safetensors")
         for spec in layout.arrays:
@@ -165,7 +172,7 @@ def _sharded(path: str, index: shards.ShardIndex, options: _Options) -> ShardedA
         if home.get(name) != shard:
             raise ValueError(f"{path}: tensor {name!r} is not in its shard {files[shard]}"
                              + (f" (it is in {files[home[name]]})" if name in home else ""))
-    result = ShardedArrays(path, index, files, lambda file: _load(file, None, options))
+    result = ShardedArrays(path, index, files, lambda file: _load(file, None, options, described[file]))
     if options.populate or options.prefetch:
         result.map_all()
     return result
