@@ -14,7 +14,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_RECORDS_
 from mmio._mapping cimport Mapping
 from mmio._pages cimport (Span, covering, inside, range_call, mincore_pages, integer, check_range, page_size,
                           MADVISE, MLOCK, MLOCK_ONFAULT, MUNLOCK)
-from ._files import hidden_cache_error
+from ._files import hidden_cache_error, hides_cache
 from ._flags import Advice
 from . import procmaps
 from .pagecache import Residency
@@ -158,9 +158,8 @@ def buffer_residency(obj, offset=0, length=None):
 cdef int _require_visible_cache(Span span) except -1:
     """Raise PermissionError where the kernel hides the page cache of a file mapped under ``span`` (see
     ``_files.cache_hidden``): ``mincore`` would say every page is resident."""
-    euid = os.geteuid()
-    if euid == 0 or span.end == span.first:
-        return 0
+    if os.geteuid() == 0 or span.end == span.first:
+        return 0  # root sees every cache: no walk of /proc/self/maps
     for region in procmaps.maps("self", start=span.first, end=span.end, figures=False):
         if region.inode == 0:
             continue  # anonymous memory: always visible
@@ -172,6 +171,6 @@ cdef int _require_visible_cache(Span span) except -1:
             raise PermissionError(errno.EPERM, "cannot see which pages are cached: the file mapped under the buffer "
                                   f"({region.path}) cannot be found by name to check whether the kernel hides "
                                   "its page cache")
-        if st.st_uid != euid and not os.access(region.path, os.W_OK, effective_ids=True):
+        if hides_cache(st.st_uid, region.path):
             raise hidden_cache_error(region.path)
     return 0

@@ -119,12 +119,17 @@ def hidden_cache_error(path):
 
 
 def cache_hidden(fd):
-    """Whether the kernel hides the page cache of the file open as ``fd`` from this process.
+    """Whether the kernel hides the page cache of the file open as ``fd`` from this process (see
+    :func:`hides_cache`)."""
+    return hides_cache(os.fstat(fd).st_uid, f"/proc/self/fd/{fd}")
+
+
+def hides_cache(owner, path):
+    """Whether the kernel hides the page cache of the file at ``path``, owned by uid ``owner``.
 
     The kernel's rule for ``mincore(2)`` on a file mapping and for ``cachestat(2)`` (since Linux 5.2):
     the caller must own the file or be allowed to write it (root may do both). ``mincore`` then
     reports every page resident, so mmio must refuse rather than pass the figure on.
     """
     euid = os.geteuid()
-    return not (euid == 0 or os.fstat(fd).st_uid == euid
-                or os.access(f"/proc/self/fd/{fd}", os.W_OK, effective_ids=True))
+    return not (euid == 0 or owner == euid or os.access(path, os.W_OK, effective_ids=True))

@@ -1,9 +1,9 @@
 """SIGBUS-guarded copy and prefault loops over mapped memory.
 
 The C side (``src/sigbus.c``) installs one SIGBUS handler per process before a
-guarded loop runs (again if another handler replaced it), and recovers only from faults inside the range the
-running thread armed.  This module is the one copy of that state: other Cython
-modules reach the loops by ``cimport``.
+guarded loop runs (again if another handler replaced it), and recovers only from
+faults inside the range the running thread armed.  This module is the one copy of
+that state: other Cython modules reach the loops by ``cimport``.
 """
 
 import functools

@@ -842,14 +842,14 @@ cdef class Mapping:
         ...     m.residency().to_string()
         '*.'
         """
-        self.check_open()
-        if self._fd >= 0 and cache_hidden(self._fd):  # mincore would say every page is resident
-            raise hidden_cache_error(self._path)
         cdef Py_ssize_t start, count
+        cdef Span span
         self.resolve_range(offset, length, &start, &count)
-        cdef Span span = covering(<size_t>(self.data + start), count)
-        self.acquire()
+        self.acquire()  # held from here: no other thread may close the descriptor or move the memory
         try:
+            if self._fd >= 0 and cache_hidden(self._fd):  # mincore would say every page is resident
+                raise hidden_cache_error(self._path)
+            span = covering(<size_t>(self.data + start), count)
             pages = mincore_pages(span, self._path)
         finally:
             self.release()

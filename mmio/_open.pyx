@@ -367,23 +367,28 @@ cdef int _forget_private_tail(Mapping m, Py_ssize_t old_size) except -1:
     cdef Py_ssize_t n = min(<Py_ssize_t>(page_end - old_end), m.length - old_size)
     if n <= 0:
         return 0
-    fresh = bytearray(n)
-    if not m._anonymous:
-        got = os.pread(m._fd, n, m._file_offset + old_size)
-        fresh[:len(got)] = got
     cdef const char* fault = NULL
-    cdef char* source = fresh
+    cdef char* source
     cdef void* page = <void*>(page_end - PAGE)
     cdef bint read_only = not (m._prot & _posix.PROT_WRITE)
-    if read_only and _posix.mprotect(page, PAGE, m._prot | _posix.PROT_READ | _posix.PROT_WRITE) != 0:
-        raise_errno("could not resize the mapping", m._path)
+    fresh = bytearray(n)
+    m.acquire()  # pread releases the GIL: no other thread may close the mapping meanwhile
     try:
-        # A page past a truncated end faults: it was never written, so nothing stale is there.
-        _guard.copy(<char*>old_end, 1, source, 1, n, <char*>old_end, <char*>old_end + n, NULL, NULL, False, 1,
-                    &fault)
+        if not m._anonymous:
+            got = os.pread(m._fd, n, m._file_offset + old_size)
+            fresh[:len(got)] = got
+        source = fresh
+        if read_only and _posix.mprotect(page, PAGE, m._prot | _posix.PROT_READ | _posix.PROT_WRITE) != 0:
+            raise_errno("could not resize the mapping", m._path)
+        try:
+            # A page past a truncated end faults: it was never written, so nothing stale is there.
+            _guard.copy(<char*>old_end, 1, source, 1, n, <char*>old_end, <char*>old_end + n, NULL, NULL, False,
+                        1, &fault)
+        finally:
+            if read_only:
+                _posix.mprotect(page, PAGE, m._prot)
     finally:
-        if read_only:
-            _posix.mprotect(page, PAGE, m._prot)
+        m.release()
     return 0
 
 

@@ -12,8 +12,9 @@ import collections.abc
 
 import numpy as np
 
-_ML_DTYPES_TO_TORCH = {"bfloat16": "bfloat16", "float8_e4m3fn": "float8_e4m3fn", "float8_e5m2": "float8_e5m2",
-                       "float8_e8m0fnu": "float8_e8m0fnu"}
+from .formats.safetensors import ML_DTYPES
+
+_SAME_NAME_IN_TORCH = frozenset(ML_DTYPES.values())  # ml_dtypes.bfloat16 is torch.bfloat16, and so on
 
 
 def _torch():
@@ -31,9 +32,8 @@ def tensor(array):
     if not isinstance(array, np.ndarray):
         return array
     torch = _torch()
-    name = _ML_DTYPES_TO_TORCH.get(array.dtype.name) if array.dtype.kind == "V" else None
-    if name is not None:
-        return torch.from_numpy(array.view(f"u{array.dtype.itemsize}")).view(getattr(torch, name))
+    if array.dtype.kind == "V" and array.dtype.name in _SAME_NAME_IN_TORCH:
+        return torch.from_numpy(array.view(f"u{array.dtype.itemsize}")).view(getattr(torch, array.dtype.name))
     try:
         return torch.from_numpy(array)
     except TypeError as exc:  # a dtype torch has no equivalent of: structured, byte-swapped, strings...

@@ -554,6 +554,6 @@ def _shape(shape) -> tuple[int, ...]:
         raise TypeError(f"shape must be an int or a sequence of ints, not {shape!r}") from None
     if any(d < 0 for d in dims):
         raise ValueError(f"shape {dims} has a negative dimension")
-    if len(dims) > npy.MAX_DIMS:
-        raise ValueError(f"shape has {len(dims)} dimensions; numpy allows {npy.MAX_DIMS}")
+    if len(dims) > formats.MAX_DIMS:
+        raise ValueError(f"shape has {len(dims)} dimensions; numpy allows {formats.MAX_DIMS}")
     return dims
