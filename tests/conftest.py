@@ -54,10 +54,17 @@ def evict(path):
 
 
 def run_python(code, *, setup="", check=True, timeout=120):
-    """Run ``setup`` then ``code`` (dedented) in a fresh interpreter; return the CompletedProcess."""
+    """Run ``setup`` then ``code`` (dedented) in a fresh interpreter; return the CompletedProcess.
+
+    The child's ``TMPDIR`` is a directory of its own, removed afterwards, so what its ``tempfile`` calls
+    create does not pile up in /tmp.
+    """
+    import tempfile
     source = textwrap.dedent(setup) + textwrap.dedent(code)
-    proc = subprocess.run([sys.executable, "-c", source], capture_output=True,
-                          text=True, timeout=timeout)
+    with tempfile.TemporaryDirectory(prefix="mmio-child-") as tmp:
+        os.chmod(tmp, 0o755)  # children that drop to another user still reach their files
+        proc = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, "TMPDIR": tmp})
     if check and proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
