@@ -14,9 +14,10 @@ Groups (each a table; every case runs once per round, rounds interleave cases):
 - ``gather``: 100k random elements of a cold file; bytes read from disk (``/proc/self/io``).
 - ``inmemory``: a private in-memory copy of the array (``np.load`` and friends), and
   ``out=`` against a plain ``np.copyto``.
-- ``weights``, ``weights-cold``: a sharded BF16 checkpoint of ``--size`` MiB written by
-  safetensors from torch tensors: safetensors' loaders against ``mmio.load(framework="torch")``,
-  warm and cold (see benchmarks/bench_weights.py; needs torch).
+- ``weights``, ``weights-copy``, ``weights-first``, ``weights-cold``: a sharded BF16 checkpoint of
+  ``--size`` MiB written by safetensors from torch tensors: safetensors' loaders against
+  ``mmio.load(framework="torch")``, zero-copy, private copies (warm, and once in a fresh process) and
+  cold (see benchmarks/bench_weights.py; needs torch).
 
 Results: a table per group (median, min-max, GB/s, ratio to the numpy reference),
 a JSON file, and a PNG chart when matplotlib is installed.
@@ -218,6 +219,14 @@ def group_weights(paths, nbytes, rounds):
     return bench_weights.group_weights(paths["checkpoint"], rounds)
 
 
+def group_weights_copy(paths, nbytes, rounds):
+    return bench_weights.group_weights_copy(paths["checkpoint"], rounds)
+
+
+def group_weights_first(paths, nbytes, rounds):
+    return bench_weights.group_weights_first(paths["checkpoint"], rounds)
+
+
 def group_weights_cold(paths, nbytes, rounds):
     return bench_weights.group_weights_cold(paths["checkpoint"], rounds)
 
@@ -228,12 +237,18 @@ GROUPS = {
     "cold": ("Cold scan: evicted file, open + first sum (second sum in JSON)", group_cold),
     "gather": (f"Random gather of {GATHER} elements from a cold file", group_gather),
     "inmemory": ("In-memory load: a private array (warm file)", group_inmemory),
-    "weights": (f"Model weights, warm: every tensor of a {bench_weights.SHARDS}-shard BF16 checkpoint", group_weights),
+    "weights": (f"Model weights, warm, zero-copy: every tensor of a {bench_weights.SHARDS}-shard BF16 checkpoint "
+                f"({bench_weights.INNER} loads per sample)", group_weights),
+    "weights-copy": ("Model weights, warm, private copies: tensors owning their memory", group_weights_copy),
+    "weights-first": ("Model weights, private copies in a fresh process (the load a program makes once)",
+                      group_weights_first),
     "weights-cold": ("Model weights, cold: evicted shards, load + first read of every page", group_weights_cold),
 }
 REFERENCES = {"open": "np.load(npy, mmap_mode='r')", "warm": "np.load(mmap_mode='r')",
               "cold": "np.load(mmap_mode='r')", "gather": "np.load(mmap_mode='r')", "inmemory": "np.load",
-              "weights": "safetensors.torch.load_file", "weights-cold": "safetensors.torch.load_file + read"}
+              "weights": "safetensors.torch.load_file", "weights-copy": "load_file + clone",
+              "weights-first": "load_file + clone",
+              "weights-cold": "safetensors.torch.load_file + read"}
 
 
 # ---- output --------------------------------------------------------------------------------------
@@ -292,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         parser.error(f"unknown groups: {', '.join(sorted(unknown))}")
     missing = bench_weights.available()
-    if missing and {"weights", "weights-cold"} & set(chosen):
+    if missing and any(g.startswith("weights") for g in chosen):
         print(f"leaving out the model-weights groups: they {missing}")
         chosen = [g for g in chosen if not g.startswith("weights")]
     results = {"machine": machine(), "size_mib": size, "rounds": rounds, "groups": {}}
@@ -300,6 +315,8 @@ def main(argv: list[str] | None = None) -> dict:
     header = (f"{size} MiB float64, {rounds} interleaved rounds, {results['machine']['cpus']} CPUs, "
               f"Linux {results['machine']['kernel']}, numpy {np.__version__}, mmio {mmio.__version__}")
     print(header, flush=True)
+    if args.dir:
+        os.makedirs(args.dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mmio-bench-", dir=args.dir) as tmp:
         paths = make_files(tmp, size)
         if any(g.startswith("weights") for g in chosen):

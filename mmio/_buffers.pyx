@@ -9,8 +9,10 @@ held while a call runs, so its memory cannot be unmapped meanwhile.
 import errno
 import os
 
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_RECORDS_RO
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_STRIDES
 
+from mmio cimport _posix
+from mmio._guard cimport populate_span
 from mmio._mapping cimport Mapping
 from mmio._pages cimport (Span, covering, inside, range_call, mincore_pages, integer, check_range, page_size,
                           MADVISE, MLOCK, MLOCK_ONFAULT, MUNLOCK)
@@ -28,7 +30,7 @@ cdef int _hold(object obj, object offset, object length, Py_buffer* view,
     bytes it covers (a strided buffer covers everything from its lowest to its highest byte)."""
     offset = integer(offset, "offset")
     length = None if length is None else integer(length, "length")
-    PyObject_GetBuffer(obj, view, PyBUF_RECORDS_RO)
+    PyObject_GetBuffer(obj, view, PyBUF_STRIDES)  # no format: any dtype (bfloat16 too)
     cdef Py_ssize_t first, n
     try:
         if view.suboffsets != NULL:
@@ -109,6 +111,38 @@ def advise(obj, advice, offset=0, length=None, *, discard=False):
                          "pass discard=True if that is what you want")
     _call(obj, offset, length, MADVISE, advice, advice.discards is not None,
           f"could not apply advice {advice.name}")
+
+
+def prefault_private(obj, int threads, object huge):
+    """Fault in now, writable and by ``threads``, the pages wholly inside a fresh private buffer (an
+    ``np.empty`` result), with transparent huge pages or (numpy asks for them on its own for large arrays)
+    without, as ``huge`` says (``None``: as the memory is).
+
+    ``load``'s copies fill their destination this way: one ``MADV_POPULATE_WRITE`` call per thread costs
+    less than a page fault per page inside the copy loop, and the threads zero the pages in parallel. Pages
+    already present (memory the allocator recycled) cost next to nothing. The pages at the ends, shared
+    with whatever the allocator put next to the buffer, are left to the copy.
+    """
+    cdef Py_buffer view
+    cdef size_t start, count
+    _hold(obj, 0, None, &view, &start, &count)
+    try:
+        if view.readonly:
+            raise ValueError("prefault_private needs writable memory")
+        span = inside(start, count)
+        if span.end > span.first:
+            if not _first_page_present(span):  # else: memory the allocator recycled, faulted in already
+                if huge is not None:
+                    range_call(MADVISE, span, _posix.MADV_HUGEPAGE if huge else _posix.MADV_NOHUGEPAGE,
+                               "could not set the huge page advice", None)
+                populate_span(span, True, threads, <const char*>span.first, span.end - span.first, None)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef bint _first_page_present(Span span) noexcept:
+    cdef unsigned char present = 0
+    return _posix.mincore(<void*>span.first, page_size(), &present) == 0 and (present & 1)
 
 
 def lock(obj, offset=0, length=None, *, on_fault=False):

@@ -9,14 +9,14 @@ own dtype of the same bits.
 from __future__ import annotations
 
 import collections.abc
+import functools
 
 import numpy as np
 
 from .formats.safetensors import ML_DTYPES
 
-_SAME_NAME_IN_TORCH = frozenset(ML_DTYPES.values())  # ml_dtypes.bfloat16 is torch.bfloat16, and so on
 
-
+@functools.cache
 def _torch():
     try:
         import torch
@@ -26,14 +26,34 @@ def _torch():
     return torch
 
 
+@functools.cache
+def _bit_views() -> dict:
+    """``{ml_dtypes numpy dtype: (unsigned dtype of its size, torch dtype)}`` for the ones torch has: torch
+    cannot take them from numpy, so their bits cross as unsigned integers (ml_dtypes.bfloat16 is
+    torch.bfloat16, and so on). Empty without ml_dtypes (no array can have those dtypes then)."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return {}
+    torch = _torch()
+    views = {}
+    for name in ML_DTYPES.values():
+        if hasattr(ml_dtypes, name) and hasattr(torch, name):
+            dtype = np.dtype(getattr(ml_dtypes, name))
+            views[dtype] = (np.dtype(f"u{dtype.itemsize}"), getattr(torch, name))
+    return views
+
+
 def tensor(array):
     """One ndarray as a tensor sharing its memory (other values, such as a raw .npz member's bytes, as they
     are)."""
     if not isinstance(array, np.ndarray):
         return array
     torch = _torch()
-    if array.dtype.kind == "V" and array.dtype.name in _SAME_NAME_IN_TORCH:
-        return torch.from_numpy(array.view(f"u{array.dtype.itemsize}")).view(getattr(torch, array.dtype.name))
+    bits = _bit_views().get(array.dtype)
+    if bits is not None:
+        unsigned, torch_dtype = bits
+        return torch.from_numpy(array.view(unsigned)).view(torch_dtype)
     try:
         return torch.from_numpy(array)
     except TypeError as exc:  # a dtype torch has no equivalent of: structured, byte-swapped, strings...

@@ -364,3 +364,36 @@ def test_bf16_without_ml_dtypes_says_what_to_install_and_packed_dtypes_are_refus
     path.write_bytes(_safetensors_bytes({"p": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}, b"\x12"))
     with pytest.raises(ValueError, match=f"^{path}: tensor 'p': dtype F4 packs 4-bit items"):
         mmio.load(path)
+
+
+def test_large_copies_are_ordinary_arrays_faulted_in_before_the_copy(tmp_path):
+    # A copy is an ndarray owning its memory (the allocator's, which recycles what freed arrays left), and
+    # its pages are faulted in by one MADV_POPULATE_WRITE per thread before the copy, not one fault per page.
+    from mmio import _buffers
+    path = tmp_path / "big.npy"
+    np.save(path, np.arange(4 << 17, dtype="f8"))  # 4 MiB: past the read-it-instead size
+    for threads in (1, 2):
+        c = mmio.load(path, copy=True, threads=threads)
+        assert c.flags.owndata and c.base is None
+        np.testing.assert_array_equal(c, np.arange(4 << 17, dtype="f8"))
+    fresh = np.empty(64 << 20, np.uint8)  # past glibc's largest heap threshold: a fresh mapping, not faulted
+    interior = fresh[mmio.PAGE_SIZE:-mmio.PAGE_SIZE]
+    assert mmio.residency(interior).fraction < 0.5
+    _buffers.prefault_private(fresh, 2, False)
+    assert mmio.residency(interior).fraction == 1.0
+
+
+@pytest.mark.parametrize("kind, features, huge", [
+    ("0x0005", "0110010100" + "0" * 54, False),   # a balloon that reports free pages: the host takes them
+    ("0x0005", "0110000100" + "0" * 54, True),    # a balloon without free page reporting
+    ("0x0001", "0000010000" + "0" * 54, True),    # bit 5 of another device (a network card) means nothing
+    (None, None, True),                           # no virtio devices: bare metal
+])
+def test_huge_pages_for_copies_unless_the_hypervisor_takes_freed_memory(tmp_path, kind, features, huge):
+    from mmio.arrays import _huge_pages_pay
+    if kind is not None:
+        device = tmp_path / "virtio0"
+        device.mkdir()
+        (device / "device").write_text(kind + "\n")
+        (device / "features").write_text(features + "\n")
+    assert _huge_pages_pay(str(tmp_path)) is huge

@@ -16,7 +16,7 @@ def test_quick_suite_runs_and_writes_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     results = json.loads(out.read_text())
     from benchmarks.bench_weights import available
-    weights = {"weights", "weights-cold"} if available() is None else set()
+    weights = {"weights", "weights-copy", "weights-first", "weights-cold"} if available() is None else set()
     assert set(results["groups"]) == {"open", "warm", "cold", "gather", "inmemory"} | weights
     for name, rows in results["groups"].items():
         assert rows and all(r["median_s"] > 0 for r in rows), name

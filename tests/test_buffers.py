@@ -105,3 +105,15 @@ def test_any_buffer_on_numpy_memmap_and_views(tmp_path):
         mmio.residency(arr, 0, 17 * PAGE)
     with pytest.raises(TypeError):
         mmio.residency(3.5)
+
+
+def test_buffer_calls_take_arrays_of_any_dtype_even_without_a_buffer_format():
+    # bfloat16 (ml_dtypes) arrays cannot describe their items as a buffer format; the page calls need only
+    # the memory's extent, so they work on them as on any array.
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    weights = np.ones(1 << 20, ml_dtypes.bfloat16)  # written: every page present
+    assert mmio.residency(weights).fraction == 1.0
+    assert mmio.residency(weights[::-3]).fraction == 1.0
+    mmio.advise(weights, "hugepage")
+    mmio.lock(weights)
+    mmio.unlock(weights)

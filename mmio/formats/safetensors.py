@@ -7,6 +7,7 @@ dict of strings.  JSON is parsed by the standard library (no evaluation).
 
 from __future__ import annotations
 
+import functools
 import json
 import numpy as np
 
@@ -136,13 +137,17 @@ def _ml_dtype(path, name: str, entry: dict) -> np.dtype:
     if code in PACKED:
         raise bad(path, f"tensor {name!r}: dtype {code} packs {PACKED[code]}-bit items, smaller than any numpy "
                         "dtype's (a byte): mmio cannot map it")
-    attribute = ML_DTYPES[code]
     try:
-        import ml_dtypes
+        return _ml_dtype_of(code)
     except ImportError:
         raise bad(path, f"tensor {name!r} has dtype {code}, which numpy has only through ml_dtypes: "
                         "pip install ml_dtypes (or pymmio[ml])") from None
-    return np.dtype(getattr(ml_dtypes, attribute))
+
+
+@functools.cache
+def _ml_dtype_of(code: str) -> np.dtype:
+    import ml_dtypes
+    return np.dtype(getattr(ml_dtypes, ML_DTYPES[code]))
 
 
 def _refuse(path, name: str, entry) -> ValueError:
