@@ -21,6 +21,7 @@ from ._residency import cache_stat, evict, touch
 from .arrays import create, load, open_array
 from .procmaps import Region, maps
 from .pagecache import CacheStat, Residency, residency
+from .sharing import SharedArray, SharedRef, StaleFileError, share
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,9 @@ __all__ = [
     "Prot",
     "Region",
     "Residency",
+    "SharedArray",
+    "SharedRef",
+    "StaleFileError",
     "advise",
     "anonymous",
     "cache_stat",
@@ -46,6 +50,7 @@ __all__ = [
     "open",
     "open_array",
     "residency",
+    "share",
     "touch",
     "unlock",
     "unlock_all",

@@ -25,6 +25,7 @@ cdef class Mapping:
     cdef size_t _map_length      # bytes given to mmap, from _base
     cdef Py_ssize_t _file_offset
     cdef int _fd                 # mmio's own descriptor, or -1
+    cdef object _opened          # os.stat_result of the file as it was mapped (None: anonymous memory)
     cdef object _path
     cdef str _mode
     cdef bint _shared

@@ -1,5 +1,6 @@
 """Type stubs for the compiled Mapping module."""
 
+import os
 from types import TracebackType
 from typing import Literal, overload
 
@@ -22,6 +23,7 @@ class Mapping:
     """A memory mapping of a file or of anonymous memory."""
     def __init__(self, *args: object, **kwargs: object) -> None: ...
     def close(self) -> None: ...
+    def _file_state(self) -> tuple[os.stat_result, os.stat_result, str | None] | None: ...
     def __enter__(self) -> Mapping: ...
     def __exit__(
         self,

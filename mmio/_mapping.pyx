@@ -197,7 +197,24 @@ cdef class Mapping:
             self._unmap()
 
     def __reduce__(self):
-        raise TypeError("cannot pickle a Mapping; pickle its path and range and map again")
+        from . import sharing  # above this module: pickling is its concern
+        return sharing.reduce_mapping(self)
+
+    def _file_state(self):
+        """``(stat when mapped, stat now, the path its descriptor names now)``, or ``None`` for memory that is
+        no file's (for :mod:`mmio.sharing`)."""
+        self.acquire()  # the descriptor stays ours meanwhile: close() now raises BufferError
+        try:
+            if self._opened is None or self._fd < 0:
+                return None
+            now = os.fstat(self._fd)
+            try:
+                named = os.readlink(f"/proc/self/fd/{self._fd}")
+            except OSError:
+                named = None
+            return self._opened, now, named
+        finally:
+            self.release()
 
     # ---- properties ---------------------------------------------------------------
 

@@ -110,6 +110,7 @@ def open(target, mode="r", *, offset=0, length=None, size=None,
         if size is not None:
             length = _range_in_file(offset, length, size, mode)
     m._file_offset = offset
+    m._opened = os.fstat(m._fd) if m._path is not None else None  # who it was, for sharing by reference
     # MAP_POPULATE on a private writable mapping would copy every page: prefault reading instead.
     map_into(m, m._fd, length, offset, populate and m._shared and not huge)
     _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
@@ -133,6 +134,7 @@ def _map_open_file(int fd, path, str mode, Py_ssize_t offset, Py_ssize_t length,
     m._path = path
     m._file_offset = offset
     m._fd = _dup_checked(fd, mode, path)
+    m._opened = os.fstat(m._fd)
     map_into(m, fd, length, offset, populate and m._shared and not huge)
     _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
     return m

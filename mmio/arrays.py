@@ -21,6 +21,7 @@ from ._files import open_regular
 from ._flags import Advice
 from ._pages import threads_argument
 from .formats import ArraySpec, Layout, bad, nbytes, npy, shards
+from .sharing import SharedArray
 
 SMALL_FILE = 1 << 20
 """Below this many bytes of data, ``copy=True`` reads the file instead of mapping it (mapping costs more)."""
@@ -29,7 +30,7 @@ _LOAD_MODES = ("r", "r+", "c")
 
 
 def load(path, mode=None, *, copy=False, out=None, threads=1, populate=False, advice=None, huge=False,
-         prefetch=False, framework="numpy"):
+         prefetch=False, framework="numpy", share=False):
     """Load the array(s) of a .npy, .npz or .safetensors file, zero-copy by default.
 
     The format is found from the file's content (magic bytes), not its name.
@@ -61,6 +62,11 @@ def load(path, mode=None, *, copy=False, out=None, threads=1, populate=False, ad
         ``"torch"`` gives ``torch.Tensor`` objects over the same memory (torch is
         imported only then), with torch's dtypes (``torch.bfloat16``, ...). Their
         memory stays mapped as long as any of them lives.
+    share : bool
+        Return :class:`mmio.SharedArray` s, which pickle by reference to the file
+        (a few hundred bytes, whatever their size) wherever they go: pickle,
+        multiprocessing, concurrent.futures, joblib, dask. Zero-copy loads in
+        mode ``"r"`` or ``"r+"`` with ``framework="numpy"`` only.
 
     Returns
     -------
@@ -99,11 +105,14 @@ def load(path, mode=None, *, copy=False, out=None, threads=1, populate=False, ad
     if framework == "torch" and mode == "r" and not copy and out is None:
         raise ValueError("torch tensors are always writable, and a write to a read-only mapping would crash: "
                          "use mode 'c' (the default for torch: writes stay private) or 'r+'")
+    if share and (mode == "c" or copy or out is not None or framework != "numpy"):
+        raise ValueError("share=True is for zero-copy numpy arrays of a shared mapping (mode 'r' or 'r+'): "
+                         "copies and copy-on-write ('c') memory are this process's own and travel by value")
     threads = threads_argument(threads)
     if advice is not None:
         advice = Advice.parse(advice)
     copy = copy or out is not None
-    options = _Options(mode, copy, threads, populate, advice, huge, prefetch)
+    options = _Options(mode, copy, threads, populate, advice, huge, prefetch, share)
     result = _load(path, out, options)
     return result if framework == "numpy" else _torch.tensors(result)
 
@@ -115,9 +124,10 @@ class _Options(NamedTuple):
     copy: bool
     threads: int
     populate: bool
-    advice: object
+    advice: Advice | None
     huge: bool
     prefetch: bool
+    share: bool = False
 
 
 def _load(path, out, options: _Options, described: tuple[int, Layout] | None = None):
@@ -139,8 +149,7 @@ def _load(path, out, options: _Options, described: tuple[int, Layout] | None = N
             raise ValueError("out= is for a single .npy array")
         if options.copy:
             return _copies(fd, label, layout, out, options.threads)
-        return _views(fd, label, layout, options.mode, options.threads, options.populate, options.advice,
-                      options.huge, options.prefetch)
+        return _views(fd, label, layout, options)
     finally:
         os.close(fd)
 
@@ -206,21 +215,25 @@ def _extent(layout: Layout) -> tuple[int, int]:
     return min(s.offset for s in specs), max(s.offset + s.nbytes for s in specs)
 
 
-def _views(fd, path, layout, mode, threads, populate, advice, huge, prefetch):
+def _views(fd, path, layout, options: _Options):
     """Zero-copy arrays: map the data once, with the policies, and view every array in it."""
     lo, hi = _extent(layout)
     # With threads, prefault after mapping, in parallel (MADV_POPULATE_READ per thread).
-    parallel = populate and threads > 1
-    mapping = _open._map_open_file(fd, path, mode, lo, hi - lo, populate and not parallel, huge, advice)
+    parallel = options.populate and options.threads > 1
+    mapping = _open._map_open_file(fd, path, options.mode, lo, hi - lo, options.populate and not parallel,
+                                   options.huge, options.advice)
     if parallel:
-        mapping.populate(threads=threads)
-    if prefetch:
+        mapping.populate(threads=options.threads)
+    if options.prefetch:
         mapping.prefetch()
+    kind = SharedArray if options.share else None
+
+    def view(spec):
+        array = mapping.array(spec.dtype, spec.shape, spec.offset - lo, spec.order)
+        return array if kind is None else array.view(kind)
     if layout.container == "array":  # the common case, without the container's indirection
-        spec = layout.arrays[0]
-        return mapping.array(spec.dtype, spec.shape, 0, spec.order)
-    return _container(path, layout, lambda spec: mapping.array(spec.dtype, spec.shape, spec.offset - lo,
-                                                                spec.order), mapping)
+        return view(layout.arrays[0])
+    return _container(path, layout, view, mapping)
 
 
 def _copies(fd, path, layout, out, threads):

@@ -133,14 +133,24 @@ def test_unmapped_when_last_reference_goes(data_file):
     assert f"{address & ~(PAGE - 1):x}-" not in open("/proc/self/maps").read()
 
 
-def test_not_picklable(data_file):
-    with mmio.open(data_file[0]) as m:
-        with pytest.raises(TypeError, match="pickle"):
-            pickle.dumps(m)
+def test_a_file_mapping_pickles_as_a_reference_and_plain_arrays_by_value(data_file):
+    path, payload = data_file
+    with mmio.open(path, offset=10, length=5000) as m:
+        payload_bytes = pickle.dumps(m)
+        assert len(payload_bytes) < 1024
+        with pickle.loads(payload_bytes) as again:
+            assert (again.path, again.offset, len(again), again.mode) == (str(path), 10, 5000, "r")
+            assert again.address != m.address and again[:] == payload[10:5010]
         arr = m.array()
-        copy = pickle.loads(pickle.dumps(arr))  # arrays pickle their data
-        assert copy.tobytes() == arr.tobytes()
+        copy = pickle.loads(pickle.dumps(arr))  # plain arrays pickle their data, as numpy's do
+        assert type(copy) is np.ndarray and copy.tobytes() == arr.tobytes()
         del arr
+    with pytest.raises(ValueError, match="closed"):
+        pickle.dumps(m)
+    with mmio.anonymous(PAGE) as anon, pytest.raises(TypeError, match="anonymous"):
+        pickle.dumps(anon)
+    with mmio.open(path, "c") as private, pytest.raises(TypeError, match="private"):
+        pickle.dumps(private)
 
 
 # ---- buffer protocol -------------------------------------------------------------------------
