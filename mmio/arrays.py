@@ -21,6 +21,7 @@ from ._files import open_regular
 from ._flags import Advice
 from ._pages import threads_argument
 from .formats import ArraySpec, Layout, bad, nbytes, npy, shards
+from . import sharing
 from .sharing import SharedArray
 
 SMALL_FILE = 1 << 20
@@ -143,13 +144,19 @@ def _load(path, out, options: _Options, described: tuple[int, Layout] | None = N
             if shards.sniff(read_at(0, formats.HEAD)):
                 if out is not None:
                     raise ValueError("out= is for a single .npy array")
-                return _sharded(label, shards.read_index(read_at, size, label), options)
+                result = _sharded(label, shards.read_index(read_at, size, label), options)
+                result._reload = sharing.reload_reference(fd, label, options._asdict())
+                return result
             layout = formats.describe(read_at, size, label)
         if out is not None and layout.container != "array":
             raise ValueError("out= is for a single .npy array")
         if options.copy:
-            return _copies(fd, label, layout, out, options.threads)
-        return _views(fd, label, layout, options)
+            result = _copies(fd, label, layout, out, options.threads)
+        else:
+            result = _views(fd, label, layout, options)
+        if isinstance(result, NpzArrays):
+            result._reload = sharing.reload_reference(fd, label, options._asdict())
+        return result
     finally:
         os.close(fd)
 
@@ -398,6 +405,8 @@ class ShardedArrays(collections.abc.Mapping):
         The shard files, in file order.
     """
 
+    _reload: sharing.ReloadReference | None = None  # how load made it, for pickling
+
     def __init__(self, path: str, index: shards.ShardIndex, files: dict[str, str], load_shard) -> None:
         self.path = path
         self.metadata = index.metadata
@@ -439,6 +448,10 @@ class ShardedArrays(collections.abc.Mapping):
     def __repr__(self):
         return f"<mmio.ShardedArrays {self.path!r} tensors={len(self)} shards={len(self._files)}>"
 
+    def __reduce__(self):
+        """By reference: the index, checked on arrival to be this one, loaded again as ``load`` did."""
+        return sharing.reduce_reload(self._reload, "a ShardedArrays")
+
 
 class NpzArrays(collections.abc.Mapping):
     """The arrays of an .npz file, by name (``"x"`` for member ``x.npy``).
@@ -456,6 +469,8 @@ class NpzArrays(collections.abc.Mapping):
     >>> sorted(arrays), arrays["a"]
     (['a', 'b'], array([0, 1, 2]))
     """
+
+    _reload: sharing.ReloadReference | None = None  # how load made it, for pickling
 
     def __init__(self, path, layout: Layout, array_of, mapping=None) -> None:
         self.path = os.fspath(path)
@@ -524,6 +539,10 @@ class NpzArrays(collections.abc.Mapping):
 
     def __repr__(self):
         return f"<mmio.NpzArrays {self.path!r} members={list(self._specs)}>"
+
+    def __reduce__(self):
+        """By reference: the file, checked on arrival to be this one, loaded again as ``load`` did."""
+        return sharing.reduce_reload(self._reload, "an NpzArrays")
 
 
 # ---- raw files and new .npy files ------------------------------------------------------------------

@@ -113,6 +113,17 @@ class MappingReference(NamedTuple):
     length: int
 
 
+class ReloadReference(NamedTuple):
+    """What travels instead of a lazy container ``load`` returned (an ``.npz``, a sharded checkpoint): its
+    file, and how it was loaded."""
+
+    format: int
+    path: str
+    identity: FileIdentity
+    options: dict
+    validate: str
+
+
 # ---- the sender's side ---------------------------------------------------------------------------------
 
 
@@ -182,6 +193,37 @@ def reduce_mapping(mapping: Mapping):
     path, identity, mode = _file_of(mapping, "a Mapping", TypeError)
     ref = MappingReference(FORMAT, path, identity, mode, _validation(None, mode), mapping.offset, len(mapping))
     return _rebuild_mapping, (ref,)
+
+
+def reload_reference(fd: int, path: str, options: dict) -> ReloadReference:
+    """The reference of a container ``load`` is making from the file open as ``fd``, with ``options``."""
+    try:
+        named = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        named = os.path.abspath(path)
+    advice = options.get("advice")
+    options = {**options, "advice": None if advice is None else advice.name.lower()}
+    return ReloadReference(FORMAT, named, FileIdentity.of(os.fstat(fd)), options, "strict")
+
+
+def reduce_reload(ref: ReloadReference | None, what: str):
+    """``__reduce__`` of a lazy container: the file, loaded again on arrival."""
+    if ref is None:
+        raise TypeError(f"cannot pickle {what} that mmio.load did not make")
+    if ref.options.get("mode") == "c":
+        raise TypeError(f"{what} loaded with mode 'c' holds this process's private writes; a reference "
+                        "cannot carry them")
+    return _reload, (ref,)
+
+
+def _reload(ref: ReloadReference):
+    from .arrays import load
+    _check_now(ref.path, ref.identity, ref.validate)
+    options = dict(ref.options)
+    return load(ref.path, **{name: options[name] for name in _LOAD_OPTIONS if name in options})
+
+
+_LOAD_OPTIONS = ("mode", "copy", "threads", "populate", "advice", "huge", "prefetch", "share")
 
 
 def _mapping_under(array: np.ndarray) -> Mapping | None:

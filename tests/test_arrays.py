@@ -397,3 +397,23 @@ def test_huge_pages_for_copies_unless_the_hypervisor_takes_freed_memory(tmp_path
         (device / "device").write_text(kind + "\n")
         (device / "features").write_text(features + "\n")
     assert _huge_pages_pay(str(tmp_path)) is huge
+
+
+def test_lazy_containers_pickle_as_their_file_loaded_again(tmp_path):
+    import pickle
+    path = tmp_path / "z.npz"
+    np.savez(path, a=np.arange(100_000.0), b=np.ones((3, 4)))
+    shared = mmio.load(path, share=True)
+    payload = pickle.dumps(shared)
+    assert len(payload) < 1024
+    again = pickle.loads(payload)
+    assert isinstance(again, mmio.arrays.NpzArrays) and isinstance(again["a"], mmio.SharedArray)
+    np.testing.assert_array_equal(again["a"], np.arange(100_000.0))
+    copies = pickle.loads(pickle.dumps(mmio.load(path, copy=True)))
+    assert copies["b"].flags.writeable  # loaded again as copies, not read-only views
+    np.testing.assert_array_equal(copies["b"], np.ones((3, 4)))
+    with pytest.raises(TypeError, match="private writes"):
+        pickle.dumps(mmio.load(path, mode="c"))
+    np.savez(path, a=np.arange(5.0))  # a different file now: the reference is stale
+    with pytest.raises(mmio.StaleFileError):
+        pickle.loads(payload)
