@@ -109,6 +109,8 @@ def load(path, mode=None, *, copy=False, out=None, threads=1, populate=False, ad
     if share and (mode == "c" or copy or out is not None or framework != "numpy"):
         raise ValueError("share=True is for zero-copy numpy arrays of a shared mapping (mode 'r' or 'r+'): "
                          "copies and copy-on-write ('c') memory are this process's own and travel by value")
+    if share:
+        sharing.register_dask()  # if dask is here already, it tokenizes SharedArrays by reference
     threads = threads_argument(threads)
     if advice is not None:
         advice = Advice.parse(advice)

@@ -303,8 +303,12 @@ def rebuild(ref: Reference) -> np.ndarray:
     """The plain ndarray a :class:`Reference` names, mapped in this process."""
     if not isinstance(ref, Reference) or ref.format != FORMAT:
         raise ValueError(f"not an mmio array reference of format {FORMAT}: {ref!r:.200}")
-    if not all(isinstance(n, int) and n >= 0 for n in ref.shape) or len(ref.shape) != len(ref.strides):
-        raise ValueError(f"a reference to {ref.path} has a bad shape or strides")
+    if (not isinstance(ref.dtype, np.dtype) or ref.dtype.hasobject or not isinstance(ref.shape, tuple)
+            or not isinstance(ref.strides, tuple) or len(ref.shape) != len(ref.strides)
+            or not all(type(n) is int and n >= 0 for n in ref.shape)
+            or not all(type(n) is int for n in ref.strides)):
+        # (object dtypes would read file bytes as pointers)
+        raise ValueError(f"a reference to {ref.path} has a bad dtype, shape or strides")
     if 0 in ref.shape:
         _check_now(ref.path, ref.identity, ref.validate)
         return np.ndarray(ref.shape, ref.dtype, strides=ref.strides) if ref.shape else np.empty((), ref.dtype)
