@@ -197,8 +197,20 @@ cdef class Mapping:
             self._unmap()
 
     def __reduce__(self):
+        """Pickle by reference: the file's path and identity, the mode and the range (:mod:`mmio.sharing`).
+        Anonymous memory and bare descriptors raise ``TypeError``, as do ``"c"`` mappings (their writes are
+        private); a closed mapping raises ``ValueError``."""
         from . import sharing  # above this module: pickling is its concern
         return sharing.reduce_mapping(self)
+
+    def __copy__(self):
+        """``copy.copy``: a new mapping of the same file range (what unpickling gives), not of the same memory."""
+        rebuild, args = self.__reduce__()
+        return rebuild(*args)
+
+    def __deepcopy__(self, memo):
+        """``copy.deepcopy``: as :meth:`__copy__`; the bytes stay in the file, which both map."""
+        return self.__copy__()
 
     def _file_state(self):
         """``(stat when mapped, stat now, the path its descriptor names now)``, or ``None`` for memory that is

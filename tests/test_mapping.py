@@ -153,6 +153,19 @@ def test_a_file_mapping_pickles_as_a_reference_and_plain_arrays_by_value(data_fi
         pickle.dumps(private)
 
 
+def test_copying_a_mapping_maps_the_same_file_range_again(data_file):
+    import copy
+    path, payload = data_file
+    with mmio.open(path, "r+", offset=7, length=100) as m:
+        for again in (copy.copy(m), copy.deepcopy(m)):
+            assert (again.offset, len(again), again.mode) == (7, 100, "r+") and again.address != m.address
+            again[0] = 255  # the same file: a write through one is seen through the other
+            assert m[0] == 255
+            again.close()
+    with mmio.anonymous(PAGE) as anon, pytest.raises(TypeError, match="anonymous"):
+        copy.copy(anon)
+
+
 # ---- buffer protocol -------------------------------------------------------------------------
 
 def test_buffer_protocol(data_file):
