@@ -1,4 +1,4 @@
-"""SIGBUS-guarded copy and prefault loops over mapped memory.
+"""SIGBUS-guarded copy and prefault loops over mapped memory, and the parallel read that needs no guard.
 
 The C side (``src/sigbus.c``) installs one SIGBUS handler per process before a
 guarded loop runs (again if another handler replaced it), and recovers only from
@@ -8,6 +8,7 @@ that state: other Cython modules reach the loops by ``cimport``.
 
 import functools
 
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE, PyBUF_ANY_CONTIGUOUS
 from cpython.exc cimport PyErr_CheckSignals
 
 cimport mmio._posix as _posix
@@ -27,6 +28,7 @@ cdef extern from "sigbus.h" nogil:
     int mmio_parallel_copy(char* dst, const char* src, size_t n, int threads,
                            const char* lo, const char* hi, const char* lo2, const char* hi2,
                            const char** fault)
+    int mmio_parallel_pread(int fd, char* dst, size_t n, long long offset, int threads, size_t* done)
 
 # MADV_POPULATE_* arrived in 5.14; before, EINVAL means "unknown advice" and pages are touched instead.
 cdef bint TOUCH_TO_POPULATE = kernel_older_than("5.14")
@@ -175,3 +177,34 @@ cdef object fault_error(const char* fault, str what, const char* data, Py_ssize_
 
 
 _watch_handler_changes()
+
+
+def pread_into(int fd, buffer, long long offset, int threads, path=None):
+    """Fill the writable contiguous ``buffer`` from the file open as ``fd``, starting at ``offset``, with
+    ``threads`` native threads and the GIL released (``pread``, in interruptible pieces); return the bytes
+    read, fewer than the buffer's length where the file ends first.
+
+    Raises
+    ------
+    OSError
+        A read failed (``EFAULT`` if ``buffer`` lies in a mapping whose file shrank), naming ``path``.
+    """
+    cdef Py_buffer view
+    cdef size_t start = 0, end, done = 0
+    cdef int err = 0
+    PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE | PyBUF_ANY_CONTIGUOUS)
+    try:
+        while start < <size_t>view.len:
+            end = min(<size_t>view.len, start + INTERRUPTIBLE_PIECE)
+            with nogil:
+                err = mmio_parallel_pread(fd, <char*>view.buf + start, end - start, offset + <long long>start,
+                                          threads, &done)
+            if err:
+                raise_oserror(err, "could not read the file", path)
+            start += done
+            if start < end:  # the end of the file
+                break
+            PyErr_CheckSignals()
+        return start
+    finally:
+        PyBuffer_Release(&view)

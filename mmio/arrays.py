@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _buffers, _open, _torch, formats, procmaps
+from . import _buffers, _guard, _open, _torch, formats, procmaps
 from ._files import open_regular
 from ._flags import Advice
 from ._pages import threads_argument
@@ -25,7 +25,7 @@ from . import sharing
 from .sharing import SharedArray
 
 SMALL_FILE = 1 << 20
-"""Below this many bytes of data, ``copy=True`` reads the file instead of mapping it (mapping costs more)."""
+"""From this many bytes on, a copy's destination is faulted in before the copy (:func:`_fresh_array`)."""
 
 _LOAD_MODES = ("r", "r+", "c")
 
@@ -246,7 +246,8 @@ def _views(fd, path, layout, options: _Options):
 
 
 def _copies(fd, path, layout, out, threads):
-    """Private arrays filled from the file: read for small data, a parallel copy from one mapping otherwise."""
+    """Private arrays filled from the file: read in parallel with ``pread`` (an .npz's members: copied from one
+    mapping when first read)."""
     if out is not None:
         _destination(layout.arrays[0], out, path)  # check it before reading anything
         if _maps_file(out, fd):
@@ -258,20 +259,22 @@ def _copies(fd, path, layout, out, threads):
                 del staged
                 staging.readinto(_raw_bytes(out), threads=threads)
             return out
-    lo, hi = _extent(layout)
-    if hi - lo < SMALL_FILE and layout.container != "lazy":
+    if layout.container != "lazy":
+        # Read with pread, in parallel: the page cache is copied straight into the destination, and the
+        # source is never mapped, so the process's memory peaks at the copies' size, not twice that.
         def read_of(spec):
-            return _filled(spec, out, path, 1, lambda raw: _pread_into(fd, raw, spec.offset))
+            return _filled(spec, out, path, threads, lambda raw: _guard.pread_into(fd, raw, spec.offset, threads,
+                                                                                   path))
         return _container(path, layout, read_of)
+    # An .npz copies a member when it is first read, long after this descriptor is closed: from a mapping
+    # the container keeps.
+    lo, hi = _extent(layout)
     source = _open._map_open_file(fd, path, "r", lo, hi - lo)
 
     def copy_of(spec):
         return _filled(spec, out, path, threads, lambda raw: source.readinto(raw, spec.offset - lo,
                                                                              threads=threads))
-    result = _container(path, layout, copy_of, source)
-    if layout.container != "lazy":  # the copies are made: the mapping can go
-        source.close()
-    return result
+    return _container(path, layout, copy_of, source)
 
 
 def _container(path, layout, array_of, mapping=None):
@@ -372,17 +375,6 @@ _VIRTIO_BALLOON = 5
 """The virtio device id of a memory balloon."""
 _BALLOON_F_REPORTING = 5
 """The balloon's free page reporting feature bit (``features`` lists bits as characters, bit 0 first)."""
-
-
-def _pread_into(fd: int, raw: np.ndarray, offset: int) -> int:
-    view = raw.data  # a memoryview of the array
-    done = 0
-    while done < len(view):
-        n = os.preadv(fd, [view[done:]], offset + done)
-        if n == 0:
-            break
-        done += n
-    return done
 
 
 class SafetensorsArrays(dict):

@@ -417,3 +417,22 @@ def test_lazy_containers_pickle_as_their_file_loaded_again(tmp_path):
     np.savez(path, a=np.arange(5.0))  # a different file now: the reference is stale
     with pytest.raises(mmio.StaleFileError):
         pickle.loads(payload)
+
+
+def test_a_copy_never_maps_its_source_so_memory_peaks_at_the_copy(tmp_path):
+    # copy=True reads the file with pread into the destination: the file's pages are not mapped into the
+    # process (a mapped source counts in its RSS, beside the copy: twice the array at the peak).
+    path = tmp_path / "big.npy"
+    np.save(path, np.ones(8 << 20))  # 64 MiB
+    proc = run_python(f"""
+        import resource, numpy as np, mmio
+        path = {str(path)!r}
+        mmio.touch(path)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        a = mmio.load(path, copy=True, threads=2)
+        grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print(grew * 1024 / a.nbytes, a.sum() == a.size, path in open("/proc/self/maps").read())
+    """)
+    ratio, right, mapped = proc.stdout.split()
+    assert right == "True" and mapped == "False"
+    assert float(ratio) < 1.25  # the copy itself, and no second copy's worth

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "compat.h"
 
@@ -307,6 +308,54 @@ int mmio_parallel_copy(char *dst, const char *src, size_t n, int threads,
             *fault = jobs[t].fault;
             return -1;
         }
+    }
+    return 0;
+}
+
+typedef struct {
+    int fd;
+    char *dst;
+    size_t n, done;
+    long long offset;
+    int err;
+} pread_job;
+
+static void *pread_one(void *arg)
+{
+    pread_job *job = arg;
+    while (job->done < job->n) {
+        ssize_t got = pread(job->fd, job->dst + job->done, job->n - job->done, (off_t)(job->offset + job->done));
+        if (got > 0)
+            job->done += (size_t)got;
+        else if (got < 0 && errno == EINTR)
+            continue;
+        else {
+            job->err = got < 0 ? errno : 0;
+            break;  /* got == 0: the end of the file */
+        }
+    }
+    return NULL;
+}
+
+int mmio_parallel_pread(int fd, char *dst, size_t n, long long offset, int threads, size_t *done)
+{
+    enum { GRAIN = 1 << 21 };  /* whole 2 MiB pieces of the destination per thread, as the copy splits */
+    pread_job jobs[MAX_THREADS];
+    threads = thread_count(threads, n, GRAIN);
+    size_t per = share(n, threads, GRAIN), start = 0;
+    for (int t = 0; t < threads; t++) {
+        size_t len = start >= n ? 0 : (n - start < per ? n - start : per);
+        jobs[t] = (pread_job){fd, dst + start, len, 0, offset + (long long)start, 0};
+        start += len;
+    }
+    fan_out(pread_one, jobs, sizeof jobs[0], threads);
+    *done = 0;
+    for (int t = 0; t < threads; t++) {  /* the parts in file order: stop at the first short one */
+        *done += jobs[t].done;
+        if (jobs[t].err)
+            return jobs[t].err;
+        if (jobs[t].done < jobs[t].n)
+            break;
     }
     return 0;
 }

@@ -50,4 +50,10 @@ int mmio_parallel_copy(char *dst, const char *src, size_t n, int threads,
                        const char *lo, const char *hi, const char *lo2, const char *hi2,
                        const char **fault);
 
+/* Read n bytes of the file open as fd, from offset on, into dst with `threads` native threads, each reading
+ * its own part with pread(2) (no mapping of the file: the page cache is copied straight into dst, and a file
+ * that shrinks gives a short count, never a SIGBUS).  *done receives the bytes read from offset on before the
+ * first gap (end of file, or an error).  Returns 0, or the errno of the first failing part. */
+int mmio_parallel_pread(int fd, char *dst, size_t n, long long offset, int threads, size_t *done);
+
 #endif
