@@ -265,7 +265,8 @@ def rebuild(ref: Reference) -> np.ndarray:
         raise ValueError(f"a reference to {ref.path} has a bad shape or strides")
     if 0 in ref.shape:
         _check_now(ref.path, ref.identity, ref.validate)
-        return np.ndarray(ref.shape, ref.dtype, strides=ref.strides) if ref.shape else np.empty((), ref.dtype)
+        # no bytes to map, but the sender's strides and writability (numpy ignores strides without a buffer)
+        return np.ndarray(ref.shape, ref.dtype, buffer=b"" if ref.mode == "r" else bytearray(), strides=ref.strides)
     whole = _whole_file(ref.path, ref.mode, ref.identity, ref.validate).whole
     low = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.strides) if s < 0)
     if low < 0:
