@@ -271,6 +271,8 @@ def rebuild(ref: Reference) -> np.ndarray:
     low = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.strides) if s < 0)
     if low < 0:
         raise ValueError(f"a reference to {ref.path} reaches before the start of the file")
+    high = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.strides) if s > 0) + ref.dtype.itemsize
+    _check_covers(ref.path, ref.identity, len(whole), high, ref.validate)
     try:  # numpy checks every element lies inside the file's bytes
         return np.ndarray(ref.shape, ref.dtype, buffer=whole, offset=ref.offset, strides=ref.strides)
     except (TypeError, ValueError) as exc:
@@ -287,7 +289,8 @@ def _rebuild_shared(ref: Reference) -> SharedArray:
 
 def _rebuild_mapping(ref: MappingReference) -> Mapping:
     from ._open import open as open_mapping
-    _check_now(ref.path, ref.identity, ref.validate)
+    now = _check_now(ref.path, ref.identity, ref.validate)
+    _check_covers(ref.path, ref.identity, now.size, ref.offset + ref.length, ref.validate)
     mapping = open_mapping(ref.path, ref.mode, offset=ref.offset, length=ref.length)
     _check_mapped(mapping, ref.path, ref.identity, ref.validate)
     return mapping
@@ -333,6 +336,16 @@ def _check_mapped(mapping: Mapping, path: str, identity: FileIdentity, validate:
         mapping.close()
         raise
     return opened
+
+
+def _check_covers(path: str, sent: FileIdentity, size: int, end: int, validate: str) -> None:
+    """Refuse, as stale, a range that lay inside the sender's file but is past the end of the file now (what
+    ``"inode"`` and ``"none"`` let through); a range past the end of the sender's file too is malformed, and
+    left to the caller."""
+    if size < end <= sent.size:
+        raise StaleFileError(_errno_stale(), f"{path} is now {size} bytes, too short for the sender's range, "
+                                             f"which ends at byte {end} (validate={validate!r}): the sender's "
+                                             f"was {sent}", path)
 
 
 def _compare(path: str, sent: FileIdentity, now: FileIdentity, validate: str) -> None:
