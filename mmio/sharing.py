@@ -287,6 +287,10 @@ def _rebuild_shared(ref: Reference) -> SharedArray:
     return rebuild(ref).view(SharedArray)
 
 
+def _as_shared(array: np.ndarray) -> SharedArray:
+    return array.view(SharedArray)
+
+
 def _rebuild_mapping(ref: MappingReference) -> Mapping:
     from ._open import open as open_mapping
     now = _check_now(ref.path, ref.identity, ref.validate)
@@ -440,8 +444,8 @@ class SharedArray(np.ndarray):
     def __reduce_ex__(self, protocol):
         try:
             ref = reference(self)
-        except ValueError:  # a copy, or memory of its own: its bytes are all there is
-            return self.view(np.ndarray).__reduce_ex__(protocol)
+        except ValueError:  # a copy, or memory of its own (a received empty view): its bytes are all there is,
+            return _as_shared, (self.view(np.ndarray),)  # pickled as numpy does (out-of-band with protocol 5)
         return _rebuild_shared, (ref,)
 
     def __reduce__(self):
