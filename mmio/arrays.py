@@ -21,7 +21,7 @@ from ._files import open_regular
 from ._flags import Advice
 from ._pages import threads_argument
 from .formats import ArraySpec, Layout, bad, nbytes, npy, shards
-from .sharing import SharedArray
+from .sharing import SharedArray, register_dask
 
 SMALL_FILE = 1 << 20
 """Below this many bytes of data, ``copy=True`` reads the file instead of mapping it (mapping costs more)."""
@@ -227,6 +227,8 @@ def _views(fd, path, layout, options: _Options):
     if options.prefetch:
         mapping.prefetch()
     kind = SharedArray if options.share else None
+    if options.share:
+        register_dask()  # if dask is imported, its tokenizer names these by file, without reading them
 
     def view(spec):
         array = mapping.array(spec.dtype, spec.shape, spec.offset - lo, spec.order)

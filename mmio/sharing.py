@@ -284,6 +284,7 @@ def _rebuild_array(ref: Reference) -> np.ndarray:
 
 
 def _rebuild_shared(ref: Reference) -> SharedArray:
+    register_dask()  # a receiver with dask (a dask worker) tokenizes what it receives by file, too
     return rebuild(ref).view(SharedArray)
 
 
@@ -468,13 +469,15 @@ def _token(array: SharedArray):
         ref = reference(array)
     except ValueError:
         return None
-    return ("mmio.SharedArray", ref.path, ref.identity[:5], ref.offset, ref.dtype.str, ref.shape, ref.strides)
+    # dtype.str alone names every structured dtype of one size, and ml_dtypes' types, alike ("|V8", "<V2")
+    return ("mmio.SharedArray", ref.path, ref.identity[:5], ref.offset, ref.dtype.str, str(ref.dtype), ref.shape,
+            ref.strides)
 
 
 def register_dask() -> None:
     """Teach dask's tokenizer SharedArrays (it dispatches ndarray subclasses to numpy's, which hashes the
-    bytes, before it looks at ``__dask_tokenize__``). Done when dask is imported already; ``mmio.dask`` does
-    it too."""
+    bytes, before it looks at ``__dask_tokenize__``). Done by ``load(..., share=True)`` and by unpickling a
+    SharedArray when dask is imported already (a no-op otherwise); ``mmio.dask`` does it too."""
     tokenize = sys.modules.get("dask.base")
     if tokenize is None or getattr(register_dask, "done", False):
         return
