@@ -560,3 +560,184 @@ def test_forked_child_forgets_the_inherited_mappings(tmp_path):
         assert len(sharing._cache) == 1 and before[0] == 999.0
     """)
 
+
+# ---- what a receiver costs -----------------------------------------------------------------------------
+
+PROC_HELPERS = '''
+import gc, os, pickle
+import numpy as np
+import mmio
+from mmio import sharing
+
+
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def vmas():
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+
+
+def mapped(prefix):
+    """The paths, one per mapping, of the files under ``prefix`` this process maps."""
+    with open("/proc/self/maps") as f:
+        return [line.split(maxsplit=5)[5].strip() for line in f
+                if len(line.split(maxsplit=5)) > 5 and line.split(maxsplit=5)[5].startswith(prefix)]
+
+
+def descriptors(prefix):
+    """The descriptors open on files under ``prefix``."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith(prefix):
+                found.append(int(name))
+        except FileNotFoundError:  # listdir's own
+            pass
+    return found
+
+
+def status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+'''
+
+
+def test_thousand_unpickles_cost_no_descriptors_or_mappings(tmp_path):
+    path = _fresh(tmp_path / "a.npy", 100_000)
+    run_python(f"""
+        path = {str(path)!r}
+        a = mmio.load(path)
+        payloads = [pickle.dumps(mmio.share(a[::-3])), pickle.dumps(mmio.load(path, share=True)[7:]),
+                    pickle.dumps(mmio.share(a.reshape(400, 250).T))]
+        del a
+        gc.collect()
+        for payload in payloads:
+            pickle.loads(payload)
+        gc.collect()
+        before = fds(), vmas(), mapped(path), descriptors(path)
+        assert len(before[2]) == 1 and len(before[3]) == 1, before  # the cached mapping, only
+        for _ in range(1000):
+            for payload in payloads:
+                got = pickle.loads(payload)
+        del got
+        gc.collect()
+        after = fds(), vmas(), mapped(path), descriptors(path)
+        assert after == before, (before, after)
+        kept = [pickle.loads(payload) for _ in range(1000) for payload in payloads]  # all alive at once
+        assert (mapped(path), descriptors(path)) == before[2:] and fds() == before[0]
+        roots = set()
+        for x in kept:
+            while isinstance(x.base, np.ndarray):
+                x = x.base
+            roots.add(id(x))
+        assert len(roots) == 1  # all views of one array of the file's bytes
+    """, setup=PROC_HELPERS)
+
+
+def test_receive_cache_bound_over_many_files(tmp_path):
+    for i in range(200):
+        np.save(tmp_path / f"{i:03}.npy", np.full(1000, float(i)))
+    run_python(f"""
+        directory = {str(tmp_path)!r} + "/"
+        names = sorted(name for name in os.listdir(directory) if name.endswith(".npy"))
+        payloads = [pickle.dumps(mmio.share(mmio.load(directory + name)[::2])) for name in names]
+        gc.collect()
+        assert mapped(directory) == [] and descriptors(directory) == []  # the senders' arrays are gone
+        for i, payload in enumerate(payloads):
+            got = pickle.loads(payload)
+            assert got[0] == i
+            del got
+        gc.collect()
+        limit = sharing.CACHE_FILES
+        assert len(sharing._cache) == limit
+        assert sorted(mapped(directory)) == [directory + name for name in names[-limit:]]  # the latest ones
+        assert len(descriptors(directory)) == limit
+        # the least recently used file comes back, and the next goes
+        assert pickle.loads(payloads[0])[0] == 0
+        assert len(mapped(directory)) == limit and directory + names[-limit] not in mapped(directory)
+    """, setup=PROC_HELPERS)
+
+
+def test_worker_reads_a_shared_array_with_no_private_copy(tmp_path):
+    path = tmp_path / "big.npy"
+    n = 64 * MiB // 8
+    np.save(path, np.arange(float(n)))
+    np.save(tmp_path / "small.npy", np.arange(10.0))
+    (tmp_path / "payloads").write_bytes(pickle.dumps([mmio.load(tmp_path / "small.npy", share=True),
+                                                      mmio.load(path, share=True)]))
+    proc = run_python(f"""
+        with open({str(tmp_path / "payloads")!r}, "rb") as f:
+            raw = f.read()
+        assert len(raw) < 2048
+        pickle.loads(raw)[0].sum()  # every code path the measured one takes, once
+        anon, file = status("RssAnon"), status("RssFile")
+        small, big = pickle.loads(raw)
+        total = float(big.sum())
+        print(total, status("RssAnon") - anon, status("RssFile") - file)
+    """, setup=PROC_HELPERS)
+    total, anon, file = proc.stdout.split()
+    assert float(total) == np.arange(float(n)).sum()
+    assert int(anon) < 0.05 * 64 * MiB  # private memory: the receiver did not copy the bytes
+    assert int(file) > 0.9 * 64 * MiB  # it read them, through its mapping of the file
+
+
+# ---- dask's tokenizer ----------------------------------------------------------------------------------
+
+TOKEN_HELPERS = '''
+import os, pickle
+import numpy as np
+
+
+def resident(array):
+    """Bytes of ``array``'s mapping this process has touched (Rss of its /proc/self/smaps entry)."""
+    address = array.__array_interface__["data"][0]
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head == "Rss:":
+                return int(line.split()[1]) * 1024
+'''
+
+
+def test_dask_tokenizes_shared_arrays_by_file_without_reading_them(tmp_path, big_file):
+    path = tmp_path / "t.npy"
+    np.save(path, np.arange(float(2 * MiB)))
+    proc = run_python(f"""
+        import dask.base  # before loading: load(share=True) teaches dask's tokenizer
+        import mmio
+        from dask.base import tokenize
+        a = mmio.load({str(path)!r}, share=True)
+        token = tokenize(a)
+        assert resident(a) == 0, resident(a)  # not a byte read
+        assert tokenize(mmio.load({str(path)!r}, share=True)) == token  # stable between loads
+        assert tokenize(pickle.loads(pickle.dumps(a))) == token  # and on a receiver
+        others = {{tokenize(a[1:]), tokenize(a[::-1]), tokenize(a.reshape(1024, -1).T), tokenize(a[:0]),
+                  tokenize(mmio.load({str(big_file)!r}, share=True)),
+                  tokenize(a.view([("x", "<i4"), ("y", "<f4")])), tokenize(a.view([("y", "<f4"), ("x", "<i4")]))}}
+        assert len(others) == 7 and token not in others
+        assert resident(a) == 0
+        assert tokenize(np.asarray(a)) != token  # a plain view is hashed by its bytes, as dask does
+        print(token)
+    """, setup=TOKEN_HELPERS)
+    token = proc.stdout.split()[-1]
+    run_python(f"""
+        import mmio
+        a = mmio.load({str(path)!r}, share=True)  # before dask is imported: register_dask() is needed
+        import dask.base
+        mmio.sharing.register_dask()
+        assert dask.base.tokenize(a) == {token!r}  # the same in another process
+        assert resident(a) == 0
+        st = os.stat({str(path)!r})
+        os.utime({str(path)!r}, ns=(st.st_atime_ns, st.st_mtime_ns + 7 * 10**9))
+        assert dask.base.tokenize(mmio.load({str(path)!r}, share=True)) != {token!r}  # the file changed
+        assert dask.base.tokenize(a) != {token!r}  # (so did what the old array views)
+        assert resident(a) == 0
+    """, setup=TOKEN_HELPERS)
