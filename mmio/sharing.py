@@ -311,11 +311,15 @@ def rebuild(ref: Reference) -> np.ndarray:
         raise ValueError(f"a reference to {ref.path} has a bad dtype, shape or strides")
     if 0 in ref.shape:
         _check_now(ref.path, ref.identity, ref.validate)
-        return np.ndarray(ref.shape, ref.dtype, strides=ref.strides) if ref.shape else np.empty((), ref.dtype)
+        # no bytes to map, but the sender's strides and writability (numpy ignores strides without a buffer)
+        empty = b"" if ref.mode == "r" else bytearray()
+        return np.ndarray(ref.shape, ref.dtype, buffer=empty, strides=ref.strides)
     whole = _whole_file(ref.path, ref.mode, ref.identity, ref.validate).whole
     low = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.strides) if s < 0)
     if low < 0:
         raise ValueError(f"a reference to {ref.path} reaches before the start of the file")
+    high = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.strides) if s > 0) + ref.dtype.itemsize
+    _check_covers(ref.path, ref.identity, len(whole), high, ref.validate)
     try:  # numpy checks every element lies inside the file's bytes
         return np.ndarray(ref.shape, ref.dtype, buffer=whole, offset=ref.offset, strides=ref.strides)
     except (TypeError, ValueError) as exc:
@@ -327,12 +331,18 @@ def _rebuild_array(ref: Reference) -> np.ndarray:
 
 
 def _rebuild_shared(ref: Reference) -> SharedArray:
+    register_dask()  # a receiver with dask (a dask worker) tokenizes what it receives by file, too
     return rebuild(ref).view(SharedArray)
+
+
+def _as_shared(array: np.ndarray) -> SharedArray:
+    return array.view(SharedArray)
 
 
 def _rebuild_mapping(ref: MappingReference) -> Mapping:
     from ._open import open as open_mapping
-    _check_now(ref.path, ref.identity, ref.validate)
+    now = _check_now(ref.path, ref.identity, ref.validate)
+    _check_covers(ref.path, ref.identity, now.size, ref.offset + ref.length, ref.validate)
     mapping = open_mapping(ref.path, ref.mode, offset=ref.offset, length=ref.length)
     _check_mapped(mapping, ref.path, ref.identity, ref.validate)
     return mapping
@@ -378,6 +388,16 @@ def _check_mapped(mapping: Mapping, path: str, identity: FileIdentity, validate:
         mapping.close()
         raise
     return opened
+
+
+def _check_covers(path: str, sent: FileIdentity, size: int, end: int, validate: str) -> None:
+    """Refuse, as stale, a range that lay inside the sender's file but is past the end of the file now (what
+    ``"inode"`` and ``"none"`` let through); a range past the end of the sender's file too is malformed, and
+    left to the caller."""
+    if size < end <= sent.size:
+        raise StaleFileError(_errno_stale(), f"{path} is now {size} bytes, too short for the sender's range, "
+                                             f"which ends at byte {end} (validate={validate!r}): the sender's "
+                                             f"was {sent}", path)
 
 
 def _compare(path: str, sent: FileIdentity, now: FileIdentity, validate: str) -> None:
@@ -472,8 +492,8 @@ class SharedArray(np.ndarray):
     def __reduce_ex__(self, protocol):
         try:
             ref = reference(self)
-        except ValueError:  # a copy, or memory of its own: its bytes are all there is
-            return self.view(np.ndarray).__reduce_ex__(protocol)
+        except ValueError:  # a copy, or memory of its own (a received empty view): its bytes are all there is,
+            return _as_shared, (self.view(np.ndarray),)  # pickled as numpy does (out-of-band with protocol 5)
         return _rebuild_shared, (ref,)
 
     def __reduce__(self):
@@ -496,13 +516,15 @@ def _token(array: SharedArray):
         ref = reference(array)
     except ValueError:
         return None
-    return ("mmio.SharedArray", ref.path, ref.identity[:5], ref.offset, ref.dtype.str, ref.shape, ref.strides)
+    # dtype.str alone names every structured dtype of one size, and ml_dtypes' types, alike ("|V8", "<V2")
+    return ("mmio.SharedArray", ref.path, ref.identity[:5], ref.offset, ref.dtype.str, str(ref.dtype), ref.shape,
+            ref.strides)
 
 
 def register_dask() -> None:
     """Teach dask's tokenizer SharedArrays (it dispatches ndarray subclasses to numpy's, which hashes the
-    bytes, before it looks at ``__dask_tokenize__``). Done when dask is imported already; ``mmio.dask`` does
-    it too."""
+    bytes, before it looks at ``__dask_tokenize__``). Done by ``load(..., share=True)`` and by unpickling a
+    SharedArray when dask is imported already (a no-op otherwise); ``mmio.dask`` does it too."""
     tokenize = sys.modules.get("dask.base")
     if tokenize is None or getattr(register_dask, "done", False):
         return
