@@ -300,7 +300,7 @@ def auto_chunks(shape: tuple[int, ...], dtype, order: str = "C", offset: int = 0
     The slowest axis (the first for C order, the last for F order) is cut; when one index of it holds more
     than ``target`` bytes, each of its indices is a chunk row and the next axis is cut, and so on. Cuts fall
     on page boundaries of the file when the array's ``offset`` and row size allow it (the first block is then
-    shorter), and blocks are whole pages otherwise.
+    shorter); blocks are whole pages whenever ``target`` holds the few rows that fill whole pages.
 
     Examples
     --------
@@ -324,17 +324,20 @@ def auto_chunks(shape: tuple[int, ...], dtype, order: str = "C", offset: int = 0
 
 
 def _aligned_cuts(n: int, row: int, offset: int, target: int) -> tuple[int, ...]:
-    """Block sizes cutting ``n`` rows of ``row`` bytes from file ``offset`` into whole pages of about
-    ``target`` bytes, the first cut on a page boundary when there is a row that starts on one."""
-    period = PAGE_SIZE // math.gcd(row, PAGE_SIZE)  # the fewest rows that fill whole pages
-    step = max(period, target // row // period * period)
-    if step >= n:
+    """Block sizes cutting ``n`` rows of ``row`` bytes from file ``offset`` into blocks of about ``target``
+    bytes: whole pages, the first cut on a page boundary, when the rows allow (else as near ``target`` as
+    whole rows go)."""
+    rows = max(1, target // row)
+    if rows >= n:
         return (n,)
-    skew = math.gcd(row, PAGE_SIZE)
-    first = step
-    if offset % skew == 0:  # some row starts on a page: the first such row is the first cut's base
-        lead = (-(offset // skew) * pow(row // skew, -1, period)) % period
-        first = step - period + lead if lead else step
+    period = PAGE_SIZE // math.gcd(row, PAGE_SIZE)  # the fewest rows that fill whole pages
+    step, first = rows, rows
+    if period <= rows:
+        step = first = rows // period * period
+        skew = math.gcd(row, PAGE_SIZE)
+        if offset % skew == 0:  # some row starts on a page: the first of them is the first cut's base
+            lead = (-(offset // skew) * pow(row // skew, -1, period)) % period
+            first = step - period + lead if lead else step
     if first >= n:
         return (n,)
     rest, last = divmod(n - first, step)
