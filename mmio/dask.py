@@ -11,7 +11,9 @@ worker process maps each file once, checks it is still the file the client descr
 :func:`store` writes a dask array to a new ``.npy`` the same way round, and :func:`residency` asks every machine
 of a cluster how much of some files its page cache holds.
 
-Importing this module imports dask (the ``pymmio[dask]`` extra); ``import mmio`` does not.
+Importing this module imports dask (the ``pymmio[dask]`` extra; ``import mmio`` does not) and teaches dask's
+tokenizer and, when it is installed, distributed's serialization to handle :class:`mmio.SharedArray` s by
+reference: ``client.scatter`` and task results would otherwise send their bytes.
 """
 
 from __future__ import annotations
@@ -327,7 +329,7 @@ def _aligned_cuts(n: int, row: int, offset: int, target: int) -> tuple[int, ...]
     """Block sizes cutting ``n`` rows of ``row`` bytes from file ``offset`` into blocks of about ``target``
     bytes: whole pages, the first cut on a page boundary, when the rows allow (else as near ``target`` as
     whole rows go)."""
-    rows = max(1, target // row)
+    rows = max(1, target // row) if row else n  # (a dtype of no bytes: nothing to cut)
     if rows >= n:
         return (n,)
     period = PAGE_SIZE // math.gcd(row, PAGE_SIZE)  # the fewest rows that fill whole pages

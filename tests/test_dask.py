@@ -81,6 +81,9 @@ def test_zero_d_and_empty_arrays(tmp_path, threaded):
     assert mdask.from_file(tmp_path / "s.npy").compute() == 2.5
     empty = mdask.from_file(tmp_path / "e.npy")
     assert empty.shape == (0, 3) and empty.compute().shape == (0, 3)
+    np.save(tmp_path / "v.npy", np.zeros((3, 2), "V0"))  # items of no bytes
+    nothing = mdask.from_file(tmp_path / "v.npy")
+    assert nothing.chunks == ((3,), (2,)) and nothing.compute().shape == (3, 2)
 
 
 def test_npz_members(tmp_path, threaded):
@@ -212,7 +215,9 @@ def graph_bytes(x) -> int:
 def test_graph_carries_references_not_bytes(tmp_path):
     data = os.urandom(1 << 20)
     (tmp_path / "r.bin").write_bytes(data)
+    mmio.evict(tmp_path / "r.bin", sync=True)
     x = mdask.from_raw(tmp_path / "r.bin", "u1", 1 << 20, chunks=1 << 16)
+    assert mmio.residency(tmp_path / "r.bin").resident == 0  # named and cut without reading a byte
     payload = pickle.dumps(dict(x.__dask_graph__()))
     assert len(payload) < 2048
     assert not any(data[i:i + 8] in payload for i in range(0, len(data), 4096))  # no 8 bytes of any page
@@ -276,6 +281,18 @@ def test_raw_names_depend_on_offset_dtype_shape_and_order(tmp_path):
                                                  ("f8", (8, 8), 8, "C"), ("i8", (8, 8), 0, "C"),
                                                  ("f8", (64,), 0, "C"), ("<f8", (8, 8), 0, "C")]}
     assert len(names) == 5  # "f8" is "<f8" here
+
+
+def test_shared_arrays_tokenize_by_reference_without_reading(tmp_path):
+    path = tmp_path / "s.npy"
+    np.save(path, np.arange(1_000_000.0))
+    mmio.evict(path, sync=True)
+    shared = mmio.load(path, share=True)
+    header_pages = mmio.residency(path).resident  # the header's read, and its read-ahead
+    token = dask.base.tokenize(shared)
+    assert token == dask.base.tokenize(mmio.load(path, share=True)) != dask.base.tokenize(shared[1:])
+    assert mmio.residency(path).resident == header_pages < 64  # not one page of data was read to name it
+    assert dask.base.tokenize(shared.copy()) != token  # a copy is named by its bytes
 
 
 # ---- default chunks ------------------------------------------------------------------------------------
