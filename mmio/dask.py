@@ -420,7 +420,16 @@ def _written(done: list) -> None:
 
 
 class HostFileResidency(NamedTuple):
-    """How much of one file one machine's page cache holds (or why that is not known)."""
+    """How much of one file one machine's page cache holds (or why that is not known): a row of
+    :class:`ClusterResidency`.
+
+    Examples
+    --------
+    >>> from mmio.dask import HostFileResidency
+    >>> row = HostFileResidency("node1", "/data/a.npy", cached_bytes=1 << 20, fraction=0.25, size=4 << 20)
+    >>> row.cached_bytes / row.size
+    0.25
+    """
 
     host: str
     file: str
@@ -432,7 +441,17 @@ class HostFileResidency(NamedTuple):
 
 class ClusterResidency:
     """The page-cache residency of some files on every machine of a cluster (:func:`residency`): ``rows``
-    of :class:`HostFileResidency`, printed as a table, drawn with a bar per row in notebooks."""
+    of :class:`HostFileResidency`, printed as a table, drawn with a bar per row in notebooks.
+
+    Examples
+    --------
+    >>> from mmio.dask import ClusterResidency, HostFileResidency
+    >>> print(ClusterResidency([HostFileResidency("node1", "/data/a.npy", 3 << 20, 0.75, 4 << 20),
+    ...                         HostFileResidency("node2", "/data/b.npy", None, None, None, "No such file")]))
+    host   file          cached     size  fraction
+    node1  /data/a.npy  3.0 MiB  4.0 MiB     75.0%
+    node2  /data/b.npy  No such file
+    """
 
     def __init__(self, rows: list[HostFileResidency]) -> None:
         self.rows = rows
@@ -517,7 +536,7 @@ def residency(client: Client, paths: Sequence) -> ClusterResidency:
     >>> from distributed import Client                       # doctest: +SKIP
     >>> client = Client(n_workers=2)                         # doctest: +SKIP
     >>> mmio.dask.residency(client, ["/data/train.npy"])     # doctest: +SKIP
-    host   file             cached     size  fraction
+    host   file              cached     size  fraction
     node1  /data/train.npy  1.2 GiB  4.0 GiB     30.0%
     """
     if isinstance(paths, (str, bytes, os.PathLike)):
