@@ -362,7 +362,7 @@ def store(x: da.Array, path, *, order: str = "C", sync: bool = True, compute: bo
     x : dask.array.Array
         Any dtype a file can hold (no Python objects); known chunk sizes.
     path : str or os.PathLike
-        The new file (an existing one is replaced), reachable at this path from every worker.
+        The new file (an existing one is truncated and overwritten), at this path on every worker.
     order : {"C", "F"}
         The file's memory order (``fortran_order`` in its header).
     sync : bool
