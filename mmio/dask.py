@@ -22,7 +22,6 @@ import errno
 import itertools
 import math
 import os
-import pickle
 import socket
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
@@ -577,31 +576,4 @@ def _cached_pages(file: str) -> int:
 
 
 
-# ---- SharedArrays in dask and distributed --------------------------------------------------------------------
-
-
-def _register_distributed() -> None:
-    """Send SharedArrays by reference through distributed's own serialization (``client.scatter``, results),
-    which would otherwise treat them as ndarrays and send their bytes."""
-    try:
-        from distributed.protocol import dask_deserialize, dask_serialize
-        from distributed.protocol.numpy import deserialize_numpy_ndarray, serialize_numpy_ndarray
-    except ImportError:
-        return
-
-    @dask_serialize.register(sharing.SharedArray)
-    def _serialize(array: sharing.SharedArray) -> tuple[dict, list]:
-        try:
-            return {"mmio": "reference"}, [pickle.dumps(sharing.reference(array))]
-        except ValueError:  # a copy: its bytes are all there is
-            return serialize_numpy_ndarray(array.view(np.ndarray))
-
-    @dask_deserialize.register(sharing.SharedArray)
-    def _deserialize(header: dict, frames: list) -> np.ndarray:
-        if header.get("mmio") == "reference":
-            return sharing._rebuild_shared(pickle.loads(frames[0]))
-        return deserialize_numpy_ndarray(header, frames)
-
-
-sharing.register_dask()
-_register_distributed()
+sharing.register_dask()  # SharedArrays tokenize and travel through distributed by reference

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import os
+import pickle
 import stat
 import sys
 from typing import Literal, NamedTuple, TypeAlias
@@ -522,15 +523,48 @@ def _token(array: SharedArray):
 
 
 def register_dask() -> None:
-    """Teach dask's tokenizer SharedArrays (it dispatches ndarray subclasses to numpy's, which hashes the
-    bytes, before it looks at ``__dask_tokenize__``). Done by ``load(..., share=True)`` and by unpickling a
-    SharedArray when dask is imported already (a no-op otherwise); ``mmio.dask`` does it too."""
-    tokenize = sys.modules.get("dask.base")
-    if tokenize is None or getattr(register_dask, "done", False):
-        return
+    """Teach dask and distributed SharedArrays, where they are imported already (a no-op otherwise):
 
-    def normalize(array):
-        token = _token(array)
-        return token if token is not None else tokenize.normalize_token(array.view(np.ndarray))
-    tokenize.normalize_token.register(SharedArray)(normalize)
-    register_dask.done = True  # type: ignore[attr-defined]
+    - dask's tokenizer dispatches ndarray subclasses to numpy's, which hashes the bytes, before it looks at
+      ``__dask_tokenize__``: SharedArrays are named by their file and view instead;
+    - distributed's serialization (``client.scatter``, results, transfers between workers) would send their
+      bytes as an ndarray's: they travel as references, copies as bytes.
+
+    Runs when mmio.sharing is imported (a dask worker has both loaded), on ``load(..., share=True)``, on
+    unpickling a SharedArray and on importing ``mmio.dask``.
+    """
+    tokenize = sys.modules.get("dask.base")
+    if tokenize is not None and SharedArray not in _REGISTERED:
+        _REGISTERED.add(SharedArray)
+
+        def normalize(array):
+            token = _token(array)
+            return token if token is not None else tokenize.normalize_token(array.view(np.ndarray))
+        tokenize.normalize_token.register(SharedArray)(normalize)
+    if "distributed.protocol" in sys.modules and "distributed" not in _REGISTERED:
+        _REGISTERED.add("distributed")
+        _register_distributed()
+
+
+_REGISTERED: set = set()
+
+
+def _register_distributed() -> None:
+    from distributed.protocol import dask_deserialize, dask_serialize
+    from distributed.protocol.numpy import deserialize_numpy_ndarray, serialize_numpy_ndarray
+
+    @dask_serialize.register(SharedArray)
+    def _serialize(array: SharedArray) -> tuple[dict, list]:
+        try:
+            return {"mmio": "reference"}, [pickle.dumps(reference(array))]
+        except ValueError:  # a copy: its bytes are all there is
+            return serialize_numpy_ndarray(array.view(np.ndarray))
+
+    @dask_deserialize.register(SharedArray)
+    def _deserialize(header: dict, frames: list) -> np.ndarray:
+        if header.get("mmio") == "reference":
+            return _rebuild_shared(pickle.loads(frames[0]))
+        return deserialize_numpy_ndarray(header, frames)
+
+
+register_dask()

@@ -531,9 +531,6 @@ def test_distributed_task_arguments_are_references(distributed_results, big_file
         _received_by_reference(result, big_file)
 
 
-@pytest.mark.xfail(strict=True, reason="distributed serializes ndarray subclasses with its numpy serializer "
-                                       "(dispatched by MRO): scatter and worker-to-worker transfers send the "
-                                       "bytes and deliver a plain ndarray; nothing registers SharedArray there")
 def test_distributed_scattered_data_is_a_reference(distributed_results, big_file):
     _received_by_reference(distributed_results["scatter"][0], big_file)
 
