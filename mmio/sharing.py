@@ -22,6 +22,7 @@ import os
 import pickle
 import stat
 import sys
+import threading
 from typing import Literal, NamedTuple, TypeAlias
 
 import numpy as np
@@ -293,7 +294,12 @@ class _Mapped(NamedTuple):
 _cache: collections.OrderedDict[tuple[str, _Mode], _Mapped] = collections.OrderedDict()
 
 
+_cache_lock = threading.Lock()  # receivers may unpickle on several threads (a dask worker's)
+
+
 def _forget_inherited_mappings() -> None:
+    global _cache_lock
+    _cache_lock = threading.Lock()  # another thread may have held it at the fork
     _cache.clear()  # a forked child's copies of them are closed (or not there at all)
 
 
@@ -354,17 +360,19 @@ def _whole_file(path: str, mode: _Mode, identity: FileIdentity, validate: str) -
     from ._open import open as open_mapping
     now = _check_now(path, identity, validate)
     key = (path, mode)
-    cached = _cache.get(key)
-    if cached is not None and not cached.mapping.closed and cached.identity[:3] == now[:3]:  # same file, size
-        _cache.move_to_end(key)
-        return cached
-    mapping = open_mapping(path, mode)
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None and not cached.mapping.closed and cached.identity[:3] == now[:3]:  # same file, size
+            _cache.move_to_end(key)
+            return cached
+    mapping = open_mapping(path, mode)  # outside the lock: two threads may both map it, and one mapping stays
     mapped_identity = _check_mapped(mapping, path, identity, validate)
     entry = _Mapped(mapping, mapped_identity, mapping.array(np.uint8, (len(mapping),)))
-    _cache[key] = entry
-    _cache.move_to_end(key)
-    while len(_cache) > CACHE_FILES:
-        _cache.popitem(last=False)  # arrays still using it keep it mapped
+    with _cache_lock:
+        _cache[key] = entry
+        _cache.move_to_end(key)
+        while len(_cache) > CACHE_FILES:
+            _cache.popitem(last=False)  # arrays still using it keep it mapped
     return entry
 
 

@@ -738,3 +738,33 @@ def test_dask_tokenizes_shared_arrays_by_file_without_reading_them(tmp_path, big
         assert dask.base.tokenize(a) != {token!r}  # (so did what the old array views)
         assert resident(a) == 0
     """, setup=TOKEN_HELPERS)
+
+
+def test_receivers_unpickling_on_many_threads_share_a_bounded_cache(tmp_path, monkeypatch):
+    # A dask worker unpickles on several threads at once: the cache stays consistent and bounded.
+    import sys
+    import threading
+    monkeypatch.setattr(sharing, "CACHE_FILES", 4)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # hand the GIL over often: more interleavings
+    payloads = []
+    for i in range(12):
+        path = tmp_path / f"f{i}.npy"
+        np.save(path, np.full(1000, float(i)))
+        payloads.append(pickle.dumps(mmio.share(mmio.load(path))))
+    errors = []
+
+    def receive(seed):
+        try:
+            for k in range(300):
+                i = (seed * 7 + k) % 12
+                assert pickle.loads(payloads[i])[0] == float(i)
+        except Exception as exc:  # noqa: BLE001 - any failure fails the test below
+            errors.append(exc)
+    threads = [threading.Thread(target=receive, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sys.setswitchinterval(switch)
+    assert not errors and len(sharing._cache) <= 4
