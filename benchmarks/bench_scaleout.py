@@ -504,6 +504,16 @@ def _run_transport(make: Callable[[], Transport], path: str, rounds: int, shippe
         return rows
     finally:
         transport.close()
+        _forget_mappings()
+
+
+def _forget_mappings() -> None:
+    """Unmap what this process mapped for the references it received: the dask scheduler (in this process)
+    unpickles every graph, and a SharedRef it sends on by value has read the whole file through a cached
+    mapping, whose pages no eviction can drop while they are mapped."""
+    from mmio import sharing
+    gc.collect()
+    sharing._cache.clear()
 
 
 def _expected(path: str) -> float:
@@ -535,6 +545,7 @@ COLD_PAYLOADS = {kind: PAYLOADS[kind] for kind in ("np.memmap", "mmio.share", "l
 def group_scaleout_cold(path: str, nbytes: int, rounds: int) -> list[dict]:
     """Cold file, ProcessPoolExecutor: the reference payloads against np.memmap (by value there)."""
     expected = _expected(path)
+    _forget_mappings()
     left: list[float] = []
 
     def evict():
