@@ -27,8 +27,10 @@ Per (transport, payload), one row:
   arrays to a file instead), what distributed's scheduler wrote on its workers' task streams (for the dask
   graph: all its tasks). What the client sent the scheduler is ``to_scheduler_bytes`` in the JSON (for the
   graph: the graph, its own target);
-- ``/dev/shm MiB``: ``shutil.disk_usage("/dev/shm").used`` in the worker at the end of its task minus the
-  parent's just before the case (the whole machine's, so another program writing there would show);
+- ``/dev/shm MiB``: the bytes of files under /dev/shm the worker has mapped at the end of its task (joblib's
+  auto-memmapping dumps large arrays there), the larger of the two tasks. The JSON also has
+  ``shm_used_delta_bytes``: ``shutil.disk_usage("/dev/shm").used`` in the worker at the end of its task minus
+  the parent's just before the case, which counts every program's use of /dev/shm on the machine;
 - ``RssAnon``, ``RssFile``, ``RssShmem`` MiB: the worker's ``/proc/self/status`` at the end of its task, the
   payload alive, minus that worker's own after its previous task (payload freed, ``malloc_trim``, mmio's
   cache of mapped files emptied) or after its warm-up; the larger of the two tasks. ``-`` for the dask graph,
@@ -95,6 +97,18 @@ def _libc():
 _LIBC = _libc()
 
 
+def _shm_mapped() -> int:
+    """Bytes this process has mapped from files under /dev/shm (unlinked ones too)."""
+    total = 0
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].startswith(SHM + "/"):
+                start, end = fields[0].split("-")
+                total += int(end, 16) - int(start, 16)
+    return total
+
+
 def reset(collect: bool = True) -> int:
     """Free what earlier tasks left (mmio's cache of mapped files, malloc's free memory, and with ``collect``
     garbage: not in a task, where a forked worker's collection walks the parent's whole heap) and take the
@@ -117,7 +131,7 @@ def warmup(delay: float = 0.0) -> tuple[int, str]:
 
 
 def task(box) -> tuple[int, float, dict[str, int] | None, int]:
-    """Sum the whole array: ``(pid, sum, memory delta, /dev/shm used)``.
+    """Sum the whole array: ``(pid, sum, memory delta, (/dev/shm mapped, /dev/shm used))``.
 
     ``box`` is a one-item list, emptied here, so the payload is freed before the task ends (the pools keep
     their task's arguments until the next one); dask passes the payload itself (its workers are reset apart).
@@ -125,7 +139,7 @@ def task(box) -> tuple[int, float, dict[str, int] | None, int]:
     payload = box.pop() if isinstance(box, list) else box
     total = float(payload.sum())
     status = _status()
-    shm = shutil.disk_usage(SHM).used
+    shm = (_shm_mapped(), shutil.disk_usage(SHM).used)
     del payload, box
     before = _baseline
     reset(collect=False)
@@ -392,9 +406,12 @@ def _missing(module: str) -> str | None:
 def dask_available() -> str | None:
     """Why the ``mmio.dask.from_file`` case cannot run here, or None."""
     try:
-        import mmio.dask  # noqa: F401
+        import mmio.dask
     except ImportError as exc:
         return f"mmio.dask is not importable ({exc})"
+    if os.path.dirname(os.path.abspath(mmio.dask.__file__)) != os.path.dirname(os.path.abspath(mmio.__file__)):
+        # an editable install's finder can supply a submodule this checkout lacks from another checkout
+        return f"mmio.dask comes from {mmio.dask.__file__}, not from this mmio ({mmio.__file__})"
     return None
 
 
@@ -443,7 +460,8 @@ class Recorder:
         sent, graph = shipped.total(), shipped.graph_total()
         row = {"shipped_bytes": None if sent is None else sent / tasks,
                "to_scheduler_bytes": None if graph is None else graph / tasks,
-               "shm_bytes": max(shm for *_, shm in results) - self.shm_before if results else None,
+               "shm_bytes": max(shm[0] for *_, shm in results) if results else None,
+               "shm_used_delta_bytes": max(shm[1] for *_, shm in results) - self.shm_before if results else None,
                "workers": len({pid for pid, *_ in results}) if results else None}
         for key, field in (("RssAnon", "rss_anon_bytes"), ("RssFile", "rss_file_bytes"),
                            ("RssShmem", "rss_shmem_bytes")):
