@@ -20,7 +20,8 @@ Per (transport, payload), one row:
 
 - median and min-max wall time of submitting the 2 tasks and gathering their 2 sums (checked); the speed is
   relative to the ``in-RAM ndarray`` of the same transport;
-- ``pickled/task``: ``len(pickle.dumps(payload, protocol=5))`` (for the dask graph: the pickled collection);
+- ``pickled/task``: ``len(pickle.dumps(payload, protocol=5))`` (for the dask graph: the pickled collection;
+  the pools get the payload in a one-item list, which the task empties so that it is freed before the end);
 - ``shipped/task``: what the transport serialized in this process for the workers while the case ran, per
   task, its own wrapping and the task function included: multiprocessing's ``ForkingPickler`` (ProcessPoolExecutor's
   call queue, Pool's task queue), loky's queue pickler after joblib's memmapping reducers (which write large
@@ -130,7 +131,7 @@ def warmup(delay: float = 0.0) -> tuple[int, str]:
     return reset(), mmio.__file__
 
 
-def task(box) -> tuple[int, float, dict[str, int] | None, int]:
+def task(box) -> tuple[int, float, dict[str, int] | None, tuple[int, int]]:
     """Sum the whole array: ``(pid, sum, memory delta, (/dev/shm mapped, /dev/shm used))``.
 
     ``box`` is a one-item list, emptied here, so the payload is freed before the task ends (the pools keep
