@@ -45,21 +45,46 @@ def summarize(samples: dict[str, list[float]], nbytes: int | None, reference: st
     return rows
 
 
+def mib(nbytes: float | None) -> str:
+    return "-" if nbytes is None else f"{nbytes / (1 << 20):.1f}"
+
+
+def human_bytes(nbytes: float | None) -> str:
+    if nbytes is None:
+        return "-"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes:.0f} B"
+
+
+COLUMNS: list[tuple[str, str, int, Callable[[float], str]]] = [
+    # optional columns, printed when a row has the key: (key, header, width, format); None prints "-"
+    ("gb_per_s", "GB/s", 7, "{:.2f}".format),
+    ("disk_mib", "disk MiB", 9, "{:.1f}".format),
+    ("pickled_bytes", "pickled/task", 12, human_bytes),
+    ("shipped_bytes", "shipped/task", 12, human_bytes),
+    ("shm_bytes", "/dev/shm MiB", 12, mib),
+    ("rss_anon_bytes", "RssAnon MiB", 11, mib),
+    ("rss_file_bytes", "RssFile MiB", 11, mib),
+    ("rss_shmem_bytes", "RssShmem MiB", 12, mib),
+]
+
+
 def format_table(title: str, rows: list[dict], reference: str) -> str:
     width = max(len(r["case"]) for r in rows)
     unit, scale = ("us", 1e6) if max(r["median_s"] for r in rows) < 1e-3 else ("ms", 1e3)
+    columns = [c for c in COLUMNS if any(c[0] in r for r in rows)]
     head = f"{'case':<{width}}  {'median':>10}  {'min-max':>19}"
-    head += "  {:>7}".format("GB/s") if "gb_per_s" in rows[0] else ""
-    head += "  {:>9}".format("disk MiB") if "disk_mib" in rows[0] else ""
+    head += "".join(f"  {header:>{w}}" for _, header, w, _ in columns)
     head += f"  {'speed vs ' + reference}"
     lines = [f"## {title}", head]
     for r in rows:
         line = (f"{r['case']:<{width}}  {r['median_s'] * scale:>8.2f}{unit}  "
                 f"{r['min_s'] * scale:>8.2f}-{r['max_s'] * scale:<8.2f}{unit}")
-        if "gb_per_s" in r:
-            line += f"  {r['gb_per_s']:>7.2f}"
-        if "disk_mib" in r:
-            line += f"  {r['disk_mib']:>9.1f}"
+        for key, _, w, fmt in columns:
+            value = r.get(key)
+            line += f"  {'-' if value is None else fmt(value):>{w}}"
         line += f"  {r['vs_reference']:>6.2f}x"
         lines.append(line)
     return "\n".join(lines)

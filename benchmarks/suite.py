@@ -18,6 +18,12 @@ Groups (each a table; every case runs once per round, rounds interleave cases):
   ``--size`` MiB written by safetensors from torch tensors: safetensors' loaders against
   ``mmio.load(framework="torch")``, zero-copy, private copies (warm, and once in a fresh process) and
   cold (see benchmarks/bench_weights.py; needs torch).
+- ``scaleout``, ``scaleout-cold``: the .npy handed to 2 worker processes that each sum it, over
+  ProcessPoolExecutor, ``multiprocessing`` spawn Pool, joblib (loky) and a dask LocalCluster (the last two
+  when installed), as an in-RAM copy, ``np.memmap``, plain ``mmio.load``, ``mmio.share``, ``load(share=True)``
+  and ``mmio.dask.from_file`` (when importable): wall time, pickled and shipped bytes per task, ``/dev/shm``
+  bytes and worker RssAnon/RssFile/RssShmem deltas; cold: evicted file, reference payloads against
+  ``np.memmap`` on ProcessPoolExecutor (see benchmarks/bench_scaleout.py).
 
 Results: a table per group (median, min-max, GB/s, ratio to the numpy reference),
 a JSON file, and a PNG chart when matplotlib is installed.
@@ -38,7 +44,7 @@ import numpy as np
 
 import mmio
 
-from . import bench_weights
+from . import bench_scaleout, bench_weights
 from ._timing import format_table, interleaved, summarize
 
 GATHER = 100_000
@@ -231,6 +237,14 @@ def group_weights_cold(paths, nbytes, rounds):
     return bench_weights.group_weights_cold(paths["checkpoint"], rounds)
 
 
+def group_scaleout(paths, nbytes, rounds):
+    return bench_scaleout.group_scaleout(paths["npy"], nbytes, rounds)
+
+
+def group_scaleout_cold(paths, nbytes, rounds):
+    return bench_scaleout.group_scaleout_cold(paths["npy"], nbytes, rounds)
+
+
 GROUPS = {
     "open": ("Open latency (an ndarray over the whole file, nothing read)", group_open),
     "warm": ("Warm scan: open + sum, file in the page cache", group_warm),
@@ -243,12 +257,18 @@ GROUPS = {
     "weights-first": ("Model weights, private copies in a fresh process (the load a program makes once)",
                       group_weights_first),
     "weights-cold": ("Model weights, cold: evicted shards, load + first read of every page", group_weights_cold),
+    "scaleout": ((f"Scale-out, warm: {bench_scaleout.TASKS} worker tasks each summing the whole array, per "
+                  "transport and payload (memory: worker deltas)"), group_scaleout),
+    "scaleout-cold": ("Scale-out, cold: evicted file, ProcessPoolExecutor, payload made in the case",
+                      group_scaleout_cold),
 }
 REFERENCES = {"open": "np.load(npy, mmap_mode='r')", "warm": "np.load(mmap_mode='r')",
               "cold": "np.load(mmap_mode='r')", "gather": "np.load(mmap_mode='r')", "inmemory": "np.load",
               "weights": "safetensors.torch.load_file", "weights-copy": "load_file + clone",
               "weights-first": "load_file + clone",
-              "weights-cold": "safetensors.torch.load_file + read"}
+              "weights-cold": "safetensors.torch.load_file + read",
+              "scaleout": f"{bench_scaleout.REFERENCE} (same transport)",
+              "scaleout-cold": bench_scaleout.COLD_REFERENCE}
 
 
 # ---- output --------------------------------------------------------------------------------------
