@@ -30,6 +30,7 @@ from mmio._pages cimport (Span, covering, inside, range_call, range_call_chunked
 from ._files import cache_hidden, hidden_cache_error
 from ._flags import Advice, Prot
 from .pagecache import Residency
+from ._residency import file_pages
 from . import procmaps
 
 cnp.import_array()
@@ -852,7 +853,10 @@ cdef class Mapping:
             self.release()
 
     def residency(self, offset=0, length=None):
-        """Which pages of a byte range are in RAM (``mincore(2)``).
+        """Which pages of a byte range are in RAM.
+
+        A shared mapping of a file is answered as :func:`mmio.residency` answers for the file
+        (``cachestat`` first, ``mincore`` where the cache is mixed); other mappings by ``mincore(2)``.
 
         Returns
         -------
@@ -879,7 +883,11 @@ cdef class Mapping:
             if self._fd >= 0 and cache_hidden(self._fd):  # mincore would say every page is resident
                 raise hidden_cache_error(self._path)
             span = covering(<size_t>(self.data + start), count)
-            pages = mincore_pages(span, self._path)
+            pages = None
+            if self._shared and self._opened is not None:  # the file's page cache is the answer: cachestat
+                pages = file_pages(self._fd, self._path, self._file_offset + start, count)
+            if pages is None:
+                pages = mincore_pages(span, self._path)
         finally:
             self.release()
         origin = start - <Py_ssize_t>(<size_t>(self.data + start) - span.first)

@@ -13,7 +13,11 @@ rather than report a wrong number.
 import errno
 import os
 
+import numpy as np
+
+cimport numpy as cnp
 from cpython.exc cimport PyErr_CheckSignals
+from libc.string cimport memset
 
 cimport mmio._posix as _posix
 from mmio._errors cimport raise_errno, raise_oserror
@@ -22,8 +26,11 @@ from mmio._pages cimport Span, covering, mincore_pages, integer, check_range, pa
 from ._files import cache_hidden, hidden_cache_error
 from .pagecache import CacheStat, Residency
 
+cnp.import_array()
+
 cdef size_t PAGE = page_size()
 cdef long long CHUNK_MAX = 1 << 40
+cdef long long LEAF = 512  # LEAF_PAGES, for nogil code
 
 
 cdef int _open_file(object path, str verb) except -1:
@@ -90,15 +97,103 @@ cdef object _mincore_file(int fd, object path, long long offset, long long lengt
 
 
 def file_residency(path, offset=0, length=None):
-    """Which pages of a file are in the page cache (see :func:`mmio.residency`)."""
+    """Which pages of a file are in the page cache (see :func:`mmio.residency`).
+
+    Where ``cachestat`` works, it is asked first, about the whole range: a range it finds wholly cached or
+    wholly absent is answered without looking at a page; a mixed one is halved and asked again, down to
+    ranges of ``LEAF_PAGES`` pages, which ``mincore`` answers page by page. The cost follows the shape of
+    the answer (one call for a file wholly cached), not the file's size. On settled pages the map is
+    exactly ``mincore``'s; a page whose read is still in flight counts as resident inside a range
+    ``cachestat`` answers whole (it counts pages in the cache, read or being read) and as not resident
+    where ``mincore`` looks (it counts pages whose data is there).
+    """
     path = os.fspath(path)  # errors name the file as a str (or bytes), never as a Path object
     cdef int fd = _open_file(path, "read the residency of")
     try:
-        _cachestat_usable(fd, path)
+        counts = _cachestat_usable(fd, path)
         start, count = _file_range(offset, length, _file_size(fd, path), path)
-        return _mincore_file(fd, path, start, count)
+        if not counts:
+            return _mincore_file(fd, path, start, count)
+        return _subdivided(fd, path, start, count)
     finally:
         _posix.close(fd)
+
+
+def file_pages(int fd, path, long long offset, long long length):
+    """One bool per page of ``[offset, offset+length)`` of the file open as ``fd``, from the engine of
+    :func:`file_residency`; ``None`` where ``cachestat`` does not count this file (ask ``mincore``)."""
+    if not _cachestat_usable(fd, path):
+        return None
+    return _subdivided(fd, path, offset, length).pages
+
+
+LEAF_PAGES = 512
+"""Pages (2 MiB) below which a mixed range is answered by ``mincore``, page by page."""
+
+_probes = [0, 0]  # cachestat calls, pages given to mincore: by the last file_residency, for the tests
+
+
+cdef object _subdivided(int fd, object path, long long offset, long long length):
+    """``file_residency`` of an open file whose cache ``cachestat`` counts."""
+    cdef long long first = offset - offset % PAGE
+    cdef long long npages = (offset + length - first + PAGE - 1) // PAGE if length else 0  # empty: no page
+    cdef cnp.ndarray pages = np.zeros(npages, dtype=np.uint8)
+    cdef unsigned char* out = <unsigned char*>cnp.PyArray_DATA(pages)
+    cdef void* base = NULL
+    cdef long long calls = 0, probed = 0
+    cdef int err = 0
+    if npages:
+        with nogil:
+            err = _answer(fd, first, npages, out, &base, &calls, &probed)
+            if base != NULL:
+                _posix.munmap(base, <size_t>(npages * PAGE))
+        if err:
+            raise_oserror(err, "could not read the page-cache residency (cachestat, mincore)", path)
+    _probes[0], _probes[1] = calls, probed
+    return Residency(pages.view(np.bool_), PAGE, offset, length, first)
+
+
+cdef int _answer(int fd, long long first, long long npages, unsigned char* out, void** base,
+                 long long* calls, long long* probed) noexcept nogil:
+    """Fill ``out`` (zeroed, one byte per page from byte ``first`` of the file): whole ranges from
+    cachestat, mixed ranges halved, the smallest by mincore through one mapping of the range made on first
+    need (``*base``). Returns 0 or an errno."""
+    cdef long long stack_first[128]
+    cdef long long stack_n[128]
+    cdef int depth = 1, err
+    cdef long long f, n, half, i
+    cdef _posix.mmio_cachestat cs
+    stack_first[0], stack_n[0] = 0, npages
+    while depth:
+        depth -= 1
+        f, n = stack_first[depth], stack_n[depth]
+        err = _cachestat(fd, <unsigned long long>(first + f * PAGE), <unsigned long long>(n * PAGE), &cs)
+        calls[0] += 1
+        if err:
+            return err
+        if cs.nr_cache == 0:
+            continue
+        if <long long>cs.nr_cache >= n:
+            memset(out + f, 1, <size_t>n)
+            continue
+        if n <= LEAF:
+            if base[0] == NULL:
+                base[0] = _posix.mmap(NULL, <size_t>(npages * PAGE), _posix.PROT_READ, _posix.MAP_SHARED, fd,
+                                      first)
+                if base[0] == _posix.MAP_FAILED:
+                    base[0] = NULL
+                    return _posix.errno
+            if _posix.mincore(<char*>base[0] + f * PAGE, <size_t>(n * PAGE), out + f) != 0:
+                return _posix.errno
+            for i in range(f, f + n):
+                out[i] &= 1
+            probed[0] += n
+            continue
+        half = n // 2 - (n // 2) % LEAF if n // 2 >= LEAF else n // 2  # leaves start on 2 MiB boundaries
+        stack_first[depth], stack_n[depth] = f + half, n - half  # the second half, asked after the first
+        stack_first[depth + 1], stack_n[depth + 1] = f, half
+        depth += 2
+    return 0
 
 
 def cache_stat(path, offset=0, length=None):

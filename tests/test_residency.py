@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mmio
-from conftest import fincore, run_python, sparse_file
+from conftest import evict, fincore, run_python, sparse_file
 
 PAGE = mmio.PAGE_SIZE
 
@@ -299,3 +299,43 @@ def test_ranges_outside_a_file_name_it(tmp_path):
     for call in (mmio.touch, mmio.residency, mmio.cache_stat):
         with pytest.raises(ValueError, match=f"^offset 11 is outside the file '{path}' of 10 bytes$"):
             call(path, 11)
+
+
+def test_file_residency_asks_per_page_only_where_the_cache_is_mixed(tmp_path):
+    # cachestat answers a range wholly cached or wholly absent at once; only 2 MiB ranges it finds mixed
+    # are probed page by page (mincore). The map is the same either way.
+    from mmio import _residency
+    if not _cachestat_available(tmp_path):
+        pytest.skip("cachestat needs Linux 6.5")
+    path = tmp_path / "big.bin"
+    pages = 8 * _residency.LEAF_PAGES  # 16 MiB
+    path.write_bytes(os.urandom(pages * PAGE))
+    mmio.touch(path)
+    whole = mmio.residency(path)
+    assert whole.fraction == 1.0 and _residency._probes == [1, 0]  # one call, no page probed
+    evict(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        for page in (3, 5 * _residency.LEAF_PAGES + 7):  # two pages, in two different 2 MiB leaves
+            os.pread(fd, 1, page * PAGE)
+    finally:
+        os.close(fd)
+    sparse = mmio.residency(path)
+    assert set(np.flatnonzero(sparse.pages).tolist()) == {3, 5 * _residency.LEAF_PAGES + 7}
+    calls, probed = _residency._probes
+    assert probed == 2 * _residency.LEAF_PAGES  # just the two mixed leaves, page by page
+    with mmio.open(path) as m:  # mincore over the whole file agrees
+        assert (m.residency().pages == sparse.pages).all()
+
+
+def _cachestat_available(tmp_path):
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    try:
+        mmio.cache_stat(probe)
+    except OSError as exc:
+        if exc.errno == errno.ENOSYS:
+            return False
+        raise
+    return True
