@@ -49,8 +49,9 @@ cdef int open_path(object path, str mode, bint regular_only, str verb, long long
     return fd
 
 
-cdef object file_size(int fd, object path, bint regular_only, str verb, bint sized_by_caller):
-    """The size of the open file ``fd``.
+cdef object file_size(int fd, object path, bint regular_only, str verb, bint sized_by_caller,
+                      _posix.stat* seen=NULL):
+    """The size of the open file ``fd`` (and, in ``seen``, all ``fstat`` said of it).
 
     Regular files give their size and block devices theirs; a character device has
     none (``None`` when the caller gives the length, ``ValueError`` otherwise).
@@ -59,6 +60,8 @@ cdef object file_size(int fd, object path, bint regular_only, str verb, bint siz
     cdef _posix.stat st
     if _posix.fstat(fd, &st) != 0:
         raise_errno("could not stat the file", path)
+    if seen != NULL:
+        seen[0] = st
     if _posix.S_ISREG(st.st_mode):
         return st.st_size
     _refuse_kind(path, st.st_mode, verb, regular_only)

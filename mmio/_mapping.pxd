@@ -15,6 +15,14 @@
 
 cdef class Mapping
 
+cdef struct FileStamp:  # who a mapped file was when it was mapped (fstat of mmio's descriptor), for sharing
+    unsigned long long dev
+    unsigned long long ino
+    long long size
+    long long mtime_ns
+    long long ctime_ns
+    unsigned int mode
+
 cdef class MappingExport:
     cdef readonly Mapping mapping   # the owner, which counts this export
 
@@ -25,7 +33,8 @@ cdef class Mapping:
     cdef size_t _map_length      # bytes given to mmap, from _base
     cdef Py_ssize_t _file_offset
     cdef int _fd                 # mmio's own descriptor, or -1
-    cdef object _opened          # os.stat_result of the file as it was mapped (None: anonymous memory)
+    cdef FileStamp _opened        # the file as it was mapped, when _stamped
+    cdef bint _stamped            # a file by path (not anonymous memory, not a bare descriptor)
     cdef object _path
     cdef str _mode
     cdef bint _shared

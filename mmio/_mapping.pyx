@@ -214,18 +214,20 @@ cdef class Mapping:
         return self.__copy__()
 
     def _file_state(self):
-        """``(stat when mapped, stat now, the path its descriptor names now)``, or ``None`` for memory that is
-        no file's (for :mod:`mmio.sharing`)."""
+        """``((dev, ino, size, mtime_ns, ctime_ns, mode) when mapped, os.stat_result now, the path its
+        descriptor names now)``, or ``None`` for memory that is no file's (for :mod:`mmio.sharing`)."""
         self.acquire()  # the descriptor stays ours meanwhile: close() now raises BufferError
         try:
-            if self._opened is None or self._fd < 0:
+            if not self._stamped or self._fd < 0:
                 return None
+            opened = (self._opened.dev, self._opened.ino, self._opened.size, self._opened.mtime_ns,
+                      self._opened.ctime_ns, self._opened.mode)
             now = os.fstat(self._fd)
             try:
                 named = os.readlink(f"/proc/self/fd/{self._fd}")
             except OSError:
                 named = None
-            return self._opened, now, named
+            return opened, now, named
         finally:
             self.release()
 
@@ -884,7 +886,7 @@ cdef class Mapping:
                 raise hidden_cache_error(self._path)
             span = covering(<size_t>(self.data + start), count)
             pages = None
-            if self._shared and self._opened is not None:  # the file's page cache is the answer: cachestat
+            if self._shared and self._stamped:  # the file's page cache is the answer: cachestat first
                 pages = file_pages(self._fd, self._path, self._file_offset + start, count)
             if pages is None:
                 pages = mincore_pages(span, self._path)

@@ -102,15 +102,19 @@ def open(target, mode="r", *, offset=0, length=None, size=None,
     if mode == "w+":  # check the range before the file is created or truncated
         length = _range_in_file(offset, length, size, mode)
     _take_target(m, target, mode)
+    cdef _posix.stat st
     if mode == "w+":
         file_size(m._fd, m._path, False, "map", length is not None)  # refuses directories and pipes
         truncate(m._fd, size, m._path)
+        if _posix.fstat(m._fd, &st) != 0:
+            raise_errno("could not stat the file", m._path)
     else:
-        size = file_size(m._fd, m._path, False, "map", length is not None)
+        size = file_size(m._fd, m._path, False, "map", length is not None, &st)
         if size is not None:
             length = _range_in_file(offset, length, size, mode)
     m._file_offset = offset
-    m._opened = os.fstat(m._fd) if m._path is not None else None  # who it was, for sharing by reference
+    if m._path is not None:  # who it was, for sharing by reference
+        _stamp(m, &st)
     # MAP_POPULATE on a private writable mapping would copy every page: prefault reading instead.
     map_into(m, m._fd, length, offset, populate and m._shared and not huge)
     _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
@@ -134,7 +138,10 @@ def _map_open_file(int fd, path, str mode, Py_ssize_t offset, Py_ssize_t length,
     m._path = path
     m._file_offset = offset
     m._fd = _dup_checked(fd, mode, path)
-    m._opened = os.fstat(m._fd)
+    cdef _posix.stat st
+    if _posix.fstat(m._fd, &st) != 0:
+        raise_errno("could not stat the file", path)
+    _stamp(m, &st)
     map_into(m, fd, length, offset, populate and m._shared and not huge)
     _apply_open_options(m, populate and not (m._shared and not huge), huge, advice, False)
     return m
@@ -229,6 +236,17 @@ cdef int _take_target(Mapping m, object target, str mode) except -1:
         raise_oserror(_posix.EBADF, f"could not use file descriptor {target}", m._path)
     m._fd = _dup_checked(target, mode, m._path)
     return 0
+
+
+cdef void _stamp(Mapping m, _posix.stat* st) noexcept:
+    """Record who the mapped file is (for :mod:`mmio.sharing`), from an ``fstat`` of mmio's descriptor."""
+    m._opened.dev = st.st_dev
+    m._opened.ino = st.st_ino
+    m._opened.size = st.st_size
+    m._opened.mtime_ns = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec
+    m._opened.ctime_ns = st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec
+    m._opened.mode = st.st_mode
+    m._stamped = True
 
 
 cdef int _dup_checked(int fd, str mode, object path) except -1:

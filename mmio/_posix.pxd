@@ -64,9 +64,16 @@ cdef extern from "<unistd.h>" nogil:
     long SYS_mlock2, SYS_cachestat
 
 cdef extern from "<sys/stat.h>" nogil:
+    cdef struct c_timespec "timespec":
+        long tv_sec
+        long tv_nsec
     cdef struct stat:
+        unsigned long long st_dev
+        unsigned long long st_ino
         mode_t st_mode
         off_t st_size
+        c_timespec st_mtim
+        c_timespec st_ctim
     int fstat(int fd, stat* buf)
     int c_stat "stat"(const char* path, stat* buf)
     bint S_ISREG(mode_t mode)

@@ -75,6 +75,12 @@ class FileIdentity(NamedTuple):
     def of(cls, st: os.stat_result) -> FileIdentity:
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, _boot_id())
 
+    @classmethod
+    def stamped(cls, stamp: tuple[int, ...]) -> FileIdentity:
+        """From the ``(dev, ino, size, mtime_ns, ctime_ns, mode)`` a Mapping recorded when it was made."""
+        device, inode, size, mtime_ns, ctime_ns = stamp[:5]
+        return cls(device, inode, size, mtime_ns, ctime_ns, _boot_id())
+
     def differs(self, other: FileIdentity, validate: str) -> list[str]:
         """The fields in which ``other`` (the file now) is not this file, under ``validate``."""
         if validate == "none":
@@ -250,14 +256,15 @@ def _file_of(mapping: Mapping, what: str, refusal: type[Exception]) -> tuple[str
     if state is None:
         raise refusal(f"{what} is anonymous memory or a bare descriptor: there is no file to refer to")
     opened, now, named = state
-    if not stat.S_ISREG(opened.st_mode):
+    opened_mode, opened_size = opened[5], opened[2]
+    if not stat.S_ISREG(opened_mode):
         raise refusal(f"{what} maps {mapping.path!s}, which is not a regular file: only regular files "
                       "are reopened")
     if named is None or named.endswith(" (deleted)"):
         raise StaleFileError(_errno_stale(), f"{mapping.path!s} was deleted since it was mapped: no "
                                              "receiver could open it", mapping.path)
-    if now.st_size != opened.st_size:
-        raise StaleFileError(_errno_stale(), f"{named} changed size under this process ({opened.st_size} -> "
+    if now.st_size != opened_size:
+        raise StaleFileError(_errno_stale(), f"{named} changed size under this process ({opened_size} -> "
                                              f"{now.st_size} bytes) since it was mapped", named)
     mode: _Mode = "r" if mapping.mode == "r" else "r+"  # "w+" too: never truncate on the receiver
     return named, FileIdentity.of(now), mode
@@ -390,7 +397,7 @@ def _check_mapped(mapping: Mapping, path: str, identity: FileIdentity, validate:
     """The identity of the file ``mapping`` maps (its own descriptor's), if it is the sender's."""
     state = mapping._file_state()
     assert state is not None  # a mapping of a path
-    opened = FileIdentity.of(state[0])
+    opened = FileIdentity.stamped(state[0])
     try:
         _compare(path, identity, opened, validate)
     except StaleFileError:
