@@ -603,6 +603,7 @@ def status(field):
 '''
 
 
+@pytest.mark.not_under_sanitizer  # ASan's allocator maps memory of its own: the mapping count moves
 def test_thousand_unpickles_cost_no_descriptors_or_mappings(tmp_path):
     path = _fresh(tmp_path / "a.npy", 100_000)
     run_python(f"""
