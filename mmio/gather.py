@@ -99,14 +99,15 @@ def _prefetch_for(array: np.ndarray, indices, axis) -> None:
 def _slice_ranges(array: np.ndarray, axis: int, selected: np.ndarray, origin: int) -> np.ndarray:
     """``(offset, length)`` pairs, in the mapping, covering the bytes of ``array``'s slices ``selected`` along
     ``axis``: each slice as runs over its innermost dimensions (those laid out within a page of each other),
-    one run per combination of the outer ones."""
+    one run per combination of the outer ones. A run's gaps are shorter than a page, so it touches no page
+    the slice does not."""
     dims = sorted(((array.shape[k], array.strides[k]) for k in range(array.ndim)
                    if k != axis and array.shape[k] > 1), key=lambda d: abs(d[1]))
     low, high = 0, array.itemsize  # the run, relative to its first element
     while dims:
         size, stride = dims[0]
         outer = int(np.prod([d[0] for d in dims], dtype=np.int64))
-        if abs(stride) > high - low + PAGE_SIZE and selected.size * outer <= RANGE_LIMIT:
+        if abs(stride) >= high - low + PAGE_SIZE and selected.size * outer <= RANGE_LIMIT:
             break  # the rest lies too far apart to read as one run, and is few enough to list
         low, high = low + min(0, (size - 1) * stride), high + max(0, (size - 1) * stride)
         dims.pop(0)
