@@ -11,7 +11,9 @@ Groups (each a table; every case runs once per round, rounds interleave cases):
 - ``warm``: open + full scan (``sum``) of a file already in the page cache.
 - ``cold``: open + full scan after the file was evicted (residency checked each round),
   then a second scan: the end-to-end cost a user pays.
-- ``gather``: 100k random elements of a cold file; bytes read from disk (``/proc/self/io``).
+- ``gather``: random elements of a cold file (100k per 2 GiB: equally sparse at every size), fancy
+  indexing against ``mmio.take`` (which reads exactly the pages it needs ahead); bytes read from disk
+  (``/proc/self/io``).
 - ``inmemory``: a private in-memory copy of the array (``np.load`` and friends), and
   ``out=`` against a plain ``np.copyto``.
 - ``weights``, ``weights-copy``, ``weights-first``, ``weights-cold``: a sharded BF16 checkpoint of
@@ -48,6 +50,13 @@ from . import bench_scaleout, bench_weights
 from ._timing import format_table, interleaved, summarize
 
 GATHER = 100_000
+"""Elements the gather takes from a 2 GiB file; smaller files get proportionally fewer, so that every size
+gathers equally sparsely (a sixth of the pages touched), as the published 2 GiB run does."""
+GATHER_FILE = 2 << 30
+
+
+def gather_count(nbytes: int) -> int:
+    return max(1, min(nbytes // 8, GATHER * nbytes // GATHER_FILE))
 
 
 # ---- files ---------------------------------------------------------------------------------
@@ -179,24 +188,26 @@ def group_cold(paths, nbytes, rounds):
 def group_gather(paths, nbytes, rounds):
     npy = paths["npy"]
     items = nbytes // 8
-    index = np.random.default_rng(0).integers(0, items, min(GATHER, items))
+    index = np.random.default_rng(0).integers(0, items, gather_count(nbytes))
     disk: dict[str, list[int]] = {}
 
-    def measured(name, load):
+    def measured(name, gather):
         def case():
             before = read_bytes()
-            load()[index].sum()
+            gather().sum()
             disk.setdefault(name, []).append(read_bytes() - before)
         return case
 
-    loaders = {
-        "mmio.load(advice=random)": lambda: mmio.load(npy, advice="random"),
-        "mmio.load": lambda: mmio.load(npy),
-        "np.load(mmap_mode='r')": lambda: np.load(npy, mmap_mode="r"),
+    gathers = {
+        "mmio.take(mmio.load)": lambda: mmio.take(mmio.load(npy), index),
+        "mmio.take(load(advice=random))": lambda: mmio.take(mmio.load(npy, advice="random"), index),
+        "mmio.load(advice=random)": lambda: mmio.load(npy, advice="random")[index],
+        "mmio.load": lambda: mmio.load(npy)[index],
+        "np.load(mmap_mode='r')": lambda: np.load(npy, mmap_mode="r")[index],
     }
-    cases = {name: measured(name, load) for name, load in loaders.items()}
+    cases = {name: measured(name, gather) for name, gather in gathers.items()}
     samples = interleaved(cases, rounds, before=lambda: evict(npy))
-    extra = {name: {"disk_mib": statistics.median(disk[name]) / (1 << 20)} for name in loaders}
+    extra = {name: {"disk_mib": statistics.median(disk[name]) / (1 << 20)} for name in gathers}
     return summarize(samples, None, "np.load(mmap_mode='r')", extra)
 
 
@@ -249,7 +260,7 @@ GROUPS = {
     "open": ("Open latency (an ndarray over the whole file, nothing read)", group_open),
     "warm": ("Warm scan: open + sum, file in the page cache", group_warm),
     "cold": ("Cold scan: evicted file, open + first sum (second sum in JSON)", group_cold),
-    "gather": (f"Random gather of {GATHER} elements from a cold file", group_gather),
+    "gather": (f"Random gather from a cold file ({GATHER} elements per 2 GiB)", group_gather),
     "inmemory": ("In-memory load: a private array (warm file)", group_inmemory),
     "weights": (f"Model weights, warm, zero-copy: every tensor of a {bench_weights.SHARDS}-shard BF16 checkpoint "
                 f"({bench_weights.INNER} loads per sample)", group_weights),

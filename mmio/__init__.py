@@ -19,6 +19,7 @@ from ._pages import PAGE_SIZE
 from ._process import lock_all, unlock_all
 from ._residency import cache_stat, evict, touch
 from .arrays import create, load, open_array
+from .gather import take
 from .procmaps import Region, maps
 from .pagecache import CacheStat, Residency, residency
 from .sharing import SharedArray, SharedRef, StaleFileError, share
@@ -51,6 +52,7 @@ __all__ = [
     "open_array",
     "residency",
     "share",
+    "take",
     "touch",
     "unlock",
     "unlock_all",

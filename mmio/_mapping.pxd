@@ -59,6 +59,7 @@ cdef class Mapping:
     cdef int madvise(self, object advice, Py_ssize_t start, Py_ssize_t count) except -1
     cdef int _discard(self, int advice, Py_ssize_t start, Py_ssize_t count, str attempted) except -1
     cdef int populate_range(self, Py_ssize_t start, Py_ssize_t count, bint write, int threads) except -1
+    cdef tuple _byte_ranges(self, object ranges)
 
     # internal
     cdef int _unmap(self) except -1

@@ -14,6 +14,8 @@ from .procmaps import Region
 
 _AdviceLike = Advice | str | int
 
+RANGE_GAP_BYTES: int
+
 class MappingExport:
     """The ``.base`` of arrays from :meth:`Mapping.array`; keeps ``mapping`` open."""
     @property
@@ -71,7 +73,14 @@ class Mapping:
         self, advice: _AdviceLike, offset: int = 0, length: int | None = None, *, discard: bool = False
     ) -> None: ...
     def residency(self, offset: int = 0, length: int | None = None) -> Residency: ...
-    def prefetch(self, offset: int = 0, length: int | None = None, *, chunk: int = ...) -> None: ...
+    def prefetch(
+        self,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        ranges: npt.ArrayLike | None = None,
+        chunk: int = ...,
+    ) -> None: ...
     def protect(
         self, prot: Prot | str | int, offset: int = 0, length: int | None = None, *, unsafe: bool = False
     ) -> None: ...

@@ -26,6 +26,8 @@ cdef Span inside(size_t address, size_t length, bint own_head=*, bint own_tail=*
 cdef int range_call(int call, Span span, int arg, str attempted, object filename) except -1
 cdef int range_call_chunked(int call, Span span, int arg, size_t chunk, str attempted,
                             object filename) except -1
+cdef int advise_ranges(object starts, object ends, int advice, size_t gap, size_t chunk, str attempted,
+                       object filename) except -1
 cdef object mincore_pages(Span span, object filename)
 cdef object integer(object value, str name)
 cdef int check_range(object offset, object length, Py_ssize_t size, str where,

@@ -18,6 +18,8 @@ or a held ``Py_buffer``).
 import operator
 import os
 
+cimport cython
+
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_AsSsize_t
 cdef extern from "Python.h":
@@ -112,6 +114,68 @@ cdef int range_call_chunked(int call, Span span, int arg, size_t chunk, str atte
         part.first = part.end
         if part.first < span.end:
             PyErr_CheckSignals()
+    return 0
+
+
+# Calls made between two checks for Ctrl-C by :c:func:`advise_ranges` (each one is short: at most ``chunk``).
+cdef Py_ssize_t RANGE_BATCH = 4096
+
+
+def coalesced(starts, ends, gap=0):
+    """The pages that the byte ranges ``[starts[i], ends[i])`` (addresses, int64 arrays) touch, as sorted,
+    disjoint page-aligned ``(firsts, ends)`` int64 arrays: ranges are widened to whole pages, then ranges
+    that overlap or lie at most ``gap`` bytes apart are merged. Empty ranges touch nothing."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    keep = ends > starts
+    if not keep.all():
+        starts, ends = starts[keep], ends[keep]
+    if starts.size == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    cdef cnp.int64_t page = PAGE
+    firsts = starts & ~(page - 1)
+    lasts = (ends + (page - 1)) & ~(page - 1)
+    order = np.argsort(firsts, kind="stable")
+    firsts, lasts = firsts[order], np.maximum.accumulate(lasts[order])
+    # A new run starts where a range begins past the end of everything before it, plus the gap.
+    heads = np.flatnonzero(np.concatenate(([True], firsts[1:] > lasts[:-1] + gap)))
+    tails = np.append(heads[1:] - 1, firsts.size - 1)
+    return np.ascontiguousarray(firsts[heads]), np.ascontiguousarray(lasts[tails])
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef int advise_ranges(object starts, object ends, int advice, size_t gap, size_t chunk, str attempted,
+                       object filename) except -1:
+    """``madvise(advice)`` over every page the byte ranges ``[starts[i], ends[i])`` (addresses) touch: sorted,
+    deduplicated and merged across gaps of at most ``gap`` bytes (:func:`coalesced`), then one call per run
+    and per ``chunk`` bytes of it, with the GIL released, ``RANGE_BATCH`` calls at a time (Ctrl-C stops it
+    between batches). The caller keeps every range mapped meanwhile."""
+    firsts, lasts = coalesced(starts, ends, gap)
+    cdef const cnp.int64_t[::1] f = firsts
+    cdef const cnp.int64_t[::1] e = lasts
+    cdef Py_ssize_t n = f.shape[0], i = 0, stop
+    cdef size_t at = 0, piece = 0
+    cdef int rc = 0, err = 0
+    while i < n and rc == 0:
+        stop = min(i + RANGE_BATCH, n)
+        with nogil:
+            while i < stop:
+                at = <size_t>f[i]
+                while at < <size_t>e[i]:
+                    piece = min(chunk, <size_t>e[i] - at)
+                    rc = _posix.madvise(<void*>at, piece, advice)
+                    if rc != 0:
+                        err = _posix.errno
+                        break
+                    at += piece
+                if rc != 0:
+                    break
+                i += 1
+        if rc == 0 and i < n:
+            PyErr_CheckSignals()
+    if rc != 0:
+        raise_oserror(err, attempted + _hint(MADVISE, err, piece, advice), filename)
     return 0
 
 
