@@ -91,9 +91,37 @@ def _prefetch_for(array: np.ndarray, indices, axis) -> None:
     index = index.ravel().astype(np.int64)
     if index.min() < -n or index.max() >= n:
         return
+    residency = _file_cache(mapping)
+    if residency is not None and residency.resident == residency.total:
+        return  # a warm file: nothing to read ahead, and asking would cost more than the gather
     selected = np.unique(np.where(index < 0, index + n, index))
     origin = array.__array_interface__["data"][0] - mapping.address
-    mapping.prefetch(ranges=_slice_ranges(array, axis, selected, origin))
+    ranges = _slice_ranges(array, axis, selected, origin)
+    if residency is not None:
+        ranges = _not_cached(residency, ranges)
+    if len(ranges):
+        mapping.prefetch(ranges=ranges)
+
+
+def _file_cache(mapping):
+    """The page-cache residency of a shared file mapping (for a wholly cached file, one ``cachestat``), or
+    ``None`` where asking would cost a ``mincore`` over all of it (private or anonymous memory) or the kernel
+    hides the answer."""
+    if mapping.path is None or mapping.mode not in ("r", "r+", "w+"):
+        return None
+    try:
+        return mapping.residency()
+    except PermissionError:
+        return None
+
+
+def _not_cached(residency, ranges: np.ndarray) -> np.ndarray:
+    """The ranges that touch a page not in the page cache: a read-ahead request costs a system call even
+    when there is nothing to read (12k ranges of a warm file: 4.7 ms against 0.05 ms for the gather)."""
+    missing = np.concatenate(([0], np.cumsum(~residency.pages)))
+    first = (ranges[:, 0] - residency._origin) // residency.page_size
+    last = (ranges[:, 0] + ranges[:, 1] - 1 - residency._origin) // residency.page_size
+    return ranges[missing[last + 1] - missing[first] > 0]
 
 
 def _slice_ranges(array: np.ndarray, axis: int, selected: np.ndarray, origin: int) -> np.ndarray:

@@ -211,3 +211,28 @@ def test_prefetch_ranges_errors():
     m.close()
     with pytest.raises(ValueError, match="closed"):
         m.prefetch(ranges=[(0, 1)])
+
+
+def test_read_ahead_is_asked_only_for_ranges_with_pages_not_in_the_cache(tmp_path):
+    # A request costs a system call even when there is nothing to read: ranges wholly in the page cache
+    # are dropped before prefetching (all of them for a warm file).
+    from conftest import evict, sparse_file
+    from mmio.gather import _file_cache, _not_cached
+    path = sparse_file(tmp_path / "s.bin", pages=64, pattern=(0, 1, 2, 10))
+    page = mmio.PAGE_SIZE
+    ranges = np.array([[0, 3 * page], [page, 10], [9 * page, 2 * page], [20 * page, 1], [10 * page + 5, 7]])
+    with mmio.open(path) as m:
+        assert _not_cached(_file_cache(m), ranges).tolist() == [[9 * page, 2 * page], [20 * page, 1]]
+        mmio.touch(path)
+        warm = _file_cache(m)
+        assert warm.resident == warm.total and len(_not_cached(warm, ranges)) == 0
+        evict(path)
+        assert _not_cached(_file_cache(m), ranges).tolist() == ranges.tolist()
+    with mmio.open(path, offset=page + 100, length=8 * page) as m:  # a mapping that starts mid-page
+        evict(path)
+        sparse_file(path, pages=64, pattern=(2,))
+        # mapping bytes 0, page and 5 * page lie on file pages 1, 2 (the one cached) and 6-7
+        assert _not_cached(_file_cache(m), np.array([[0, 10], [page, 10], [5 * page, page]])).tolist() == [
+            [0, 10], [5 * page, page]]
+    with mmio.open(path, "c") as m:  # private memory: asking would cost a mincore of all of it; not asked
+        assert _file_cache(m) is None
