@@ -131,7 +131,7 @@ def prefault_private(obj, int threads, object huge):
             raise ValueError("prefault_private needs writable memory")
         span = inside(start, count)
         if span.end > span.first:
-            if not _first_page_present(span):  # else: memory the allocator recycled, faulted in already
+            if not _looks_faulted_in(span):  # else: memory the allocator recycled, faulted in already
                 if huge is not None:
                     range_call(MADVISE, span, _posix.MADV_HUGEPAGE if huge else _posix.MADV_NOHUGEPAGE,
                                "could not set the huge page advice", None)
@@ -140,9 +140,19 @@ def prefault_private(obj, int threads, object huge):
         PyBuffer_Release(&view)
 
 
-cdef bint _first_page_present(Span span) noexcept:
+cdef bint _looks_faulted_in(Span span) noexcept:
+    """Whether the first, middle and last pages of ``span`` are all present: memory the allocator recycled
+    (a fresh mapping has none, and an allocator's own bookkeeping touches at most its first page)."""
     cdef unsigned char present = 0
-    return _posix.mincore(<void*>span.first, page_size(), &present) == 0 and (present & 1)
+    cdef size_t page = page_size()
+    cdef size_t probes[3]
+    probes[0] = span.first
+    probes[1] = span.first + ((span.end - span.first) // page // 2) * page
+    probes[2] = span.end - page
+    for i in range(3):
+        if _posix.mincore(<void*>probes[i], page, &present) != 0 or not (present & 1):
+            return False
+    return True
 
 
 def lock(obj, offset=0, length=None, *, on_fault=False):
