@@ -22,6 +22,7 @@ from .arrays import create, load, open_array
 from .procmaps import Region, maps
 from .pagecache import CacheStat, Residency, residency
 from .sharing import SharedArray, SharedRef, StaleFileError, share
+from .watching import Watch, watch
 
 __version__ = "0.1.0"
 
@@ -54,4 +55,5 @@ __all__ = [
     "touch",
     "unlock",
     "unlock_all",
+    "watch",
 ]
