@@ -278,6 +278,71 @@ def _print_residency(rows, exact: bool, verbose: bool, top: int | None = None) -
             print(source.residency.to_string(width=64, max_lines=8))
 
 
+def _watch_residency(args) -> int:
+    """Sample the files every ``args.watch`` seconds: a live table on a terminal, else one line per sample.
+
+    Stops after ``args.count`` samples or at Ctrl-C (status 0; 1 when a file was unknown in the last sample).
+    """
+    paths = [path for path, _ in walk(args.files, args.recursive)]  # a path walk could not check fails below
+    live = sys.stdout.isatty()
+    start = time.monotonic()
+    status, n = 0, 0
+    try:
+        while args.count is None or n < args.count:
+            rows = []
+            for path in paths:
+                try:
+                    rows.append((path, mmio.residency(path), None))
+                except (OSError, ValueError) as exc:
+                    rows.append((path, None, exc))
+            status = 1 if any(error for _, _, error in rows) else 0
+            elapsed = time.monotonic() - start
+            if live:
+                _draw_live(rows, elapsed, n, args)
+            else:
+                print(_sample_line(rows, elapsed, args.bytes), flush=True)
+            n += 1
+            if args.count is not None and n >= args.count:
+                break
+            time.sleep(max(0.0, start + n * args.watch - time.monotonic()))  # a fixed grid, no drift
+    except KeyboardInterrupt:
+        if live:
+            print(flush=True)
+    return status
+
+
+def _sample_line(rows, elapsed: float, exact: bool) -> str:
+    """One sample on one line: the time, then per file ``NAME PCT% RES/SIZE`` (or ``NAME ? ERROR``)."""
+    cells = []
+    for path, r, error in rows:
+        if r is None:
+            cells.append(f"{_shown(path)} ? {_shown_message(error)}")
+        else:
+            resident = r.resident_bytes
+            fraction = resident / r.length if r.length else 0.0
+            cells.append(f"{_shown(path)} {fraction:.1%} {_size(resident, exact)}/{_size(r.length, exact)}")
+    return f"{elapsed:.2f}s  " + "  ".join(cells)
+
+
+def _draw_live(rows, elapsed: float, n: int, args) -> None:
+    """Redraw the terminal: a header, then per file a bar, the resident fraction, bytes and the name."""
+    import shutil
+    columns = shutil.get_terminal_size().columns
+    bar = max(10, min(60, columns - 40))
+    lines = [f"mmio residency: every {args.watch:g} s, sample {n + 1}, {elapsed:.1f} s (Ctrl-C to stop)"]
+    for path, r, error in rows:
+        if r is None:
+            lines.append(f"{'?' * bar}  {'?':>6}  {'?':>15}  {_shown(path)}: {_shown_message(error)}")
+            continue
+        strip = r.to_string(width=bar, max_lines=1) if r.total else ""
+        resident = r.resident_bytes
+        figures = f"{_size(resident, args.bytes)}/{_size(r.length, args.bytes)}"
+        fraction = resident / r.length if r.length else 0.0
+        lines.append(f"{strip.ljust(bar)}  {fraction:6.1%}  {figures:>15}  {_shown(path)}")
+    sys.stdout.write("\033[H\033[J" + "\n".join(line[:columns] for line in lines) + "\n")
+    sys.stdout.flush()
+
+
 # ---- touch / evict / lock ------------------------------------------------------------------------------
 
 def _each_file(args, action) -> int:
