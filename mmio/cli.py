@@ -289,7 +289,7 @@ def _watch_residency(args) -> int:
     status, n = 0, 0
     try:
         while args.count is None or n < args.count:
-            rows = []
+            rows: list[tuple[str, mmio.Residency | None, Exception | None]] = []
             for path in paths:
                 try:
                     rows.append((path, mmio.residency(path), None))
@@ -304,7 +304,8 @@ def _watch_residency(args) -> int:
             n += 1
             if args.count is not None and n >= args.count:
                 break
-            time.sleep(max(0.0, start + n * args.watch - time.monotonic()))  # a fixed grid, no drift
+            elapsed = time.monotonic() - start  # sleep to the next point of a fixed grid: no drift, no backlog
+            time.sleep(max(0.0, (elapsed // args.watch + 1) * args.watch - elapsed))
     except KeyboardInterrupt:
         if live:
             print(flush=True)

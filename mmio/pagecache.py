@@ -399,6 +399,7 @@ class ResidencyTable:
 def _figures(row: FileResidency) -> tuple[int, int]:
     """(resident bytes, size) of a row whose residency is known."""
     r = row.residency
+    assert r is not None
     if r.offset == 0 and r.total:  # a whole file: the resident pages, less the last page's bytes past the end
         slack = r.total * r.page_size - r.length if r.pages[-1] else 0
         return r.resident * r.page_size - slack, r.length

@@ -135,13 +135,13 @@ class Watch:
         self.samples.append(Sample(time.monotonic() - self._start, files))
 
     def _run(self) -> None:
-        n = 0
         while True:
             self._sample()
-            n += 1
-            if self.duration is not None and time.monotonic() - self._start >= self.duration:
+            elapsed = time.monotonic() - self._start
+            if self.duration is not None and elapsed >= self.duration:
                 return
-            deadline = self._start + n * self.interval  # a fixed grid: slow samples do not drift the rest
+            # The next point of a fixed grid: slow samples neither drift the rest nor run back to back.
+            deadline = self._start + (elapsed // self.interval + 1) * self.interval
             if self.duration is not None:
                 deadline = min(deadline, self._start + self.duration)
             if self._stop.wait(max(0.0, deadline - time.monotonic())):
