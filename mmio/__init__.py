@@ -23,6 +23,7 @@ from .gather import take
 from .procmaps import Region, maps
 from .pagecache import CacheStat, Residency, residency
 from .sharing import SharedArray, SharedRef, StaleFileError, share
+from .watching import Watch, watch
 
 __version__ = "0.1.0"
 
@@ -56,4 +57,5 @@ __all__ = [
     "touch",
     "unlock",
     "unlock_all",
+    "watch",
 ]

@@ -30,6 +30,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def _pid(text: str):
     if text == "self":
         return text
@@ -53,6 +63,16 @@ def _build_parser() -> argparse.ArgumentParser:
     res.add_argument("-b", "--bytes", action="store_true", help="sizes in bytes, not human units")
     res.add_argument("-v", "--verbose", action="store_true", help="print a page map of each file")
     res.add_argument("--json", action="store_true", help="machine-readable output")
+    res.add_argument("--sort", choices=("resident", "size", "name"), default=None,
+                     help="order the rows: most resident first, largest first, or by name "
+                          "(default: as named and walked, like fincore); unknown files last")
+    res.add_argument("--top", type=_positive_int, default=None, metavar="N",
+                     help="print the first N rows, then how many more (the total line is over all of them)")
+    res.add_argument("--watch", type=_positive_float, default=None, metavar="SECONDS",
+                     help="sample every SECONDS and redraw a live table until Ctrl-C "
+                          "(one line per sample when standard output is not a terminal)")
+    res.add_argument("--count", type=_positive_int, default=None, metavar="N",
+                     help="with --watch: stop after N samples")
     res.set_defaults(run=_cmd_residency)
 
     touch = commands.add_parser("touch", help="read files into the page cache")
@@ -188,9 +208,15 @@ def _fail(command: str, path: str, error) -> None:
 # ---- residency -------------------------------------------------------------------------------------
 
 def _cmd_residency(args) -> int:
+    if args.count is not None and args.watch is None:
+        print("mmio residency: --count needs --watch", file=sys.stderr)
+        return 2
+    if args.watch is not None:
+        return _watch_residency(args)
     progress = _Progress(None, "files")
     try:
-        rows = mmio.residency(args.files, recursive=args.recursive, progress=lambda path: progress.advance()).rows
+        rows = mmio.residency(args.files, recursive=args.recursive, progress=lambda path: progress.advance(),
+                              sort=args.sort).rows
     finally:
         progress.close()
     failed = [r for r in rows if r.residency is None]
@@ -199,7 +225,7 @@ def _cmd_residency(args) -> int:
     if args.json:
         print(json.dumps(_residency_json(rows), indent=1))
     else:
-        _print_residency(rows, args.bytes, args.verbose)
+        _print_residency(rows, args.bytes, args.verbose, args.top)
     return 1 if failed else 0
 
 
@@ -220,27 +246,102 @@ def _residency_json(rows) -> dict:
     return {"files": files, "total": total}
 
 
-def _print_residency(rows, exact: bool, verbose: bool) -> None:
+def _print_residency(rows, exact: bool, verbose: bool, top: int | None = None) -> None:
+    """fincore's columns, a row per file (the first ``top``), a line for the rest, the total over all."""
+    shown = rows if top is None else rows[:top]
     table = [("RES", "PAGES", "SIZE", "FILE")]
     res_total = pages_total = size_total = 0
-    for r in rows:
+    for i, r in enumerate(rows):
         if r.residency is None:
-            table.append(("?", "?", _size(r.size, exact), _shown(r.path)))
+            if i < len(shown):
+                table.append(("?", "?", _size(r.size, exact), _shown(r.path)))
             continue
         res = r.residency
-        table.append((_size(res.resident * res.page_size, exact), str(res.resident), _size(r.size, exact),
-                      _shown(r.path)))
+        if i < len(shown):
+            table.append((_size(res.resident * res.page_size, exact), str(res.resident), _size(r.size, exact),
+                          _shown(r.path)))
         res_total += res.resident * res.page_size
         pages_total += res.resident
         size_total += r.size or 0
+    rest = rows[len(shown):]
     if len(rows) > 1:
         table.append((_size(res_total, exact), str(pages_total), _size(size_total, exact), "total"))
     widths = [max(len(row[i]) for row in table) for i in range(3)]
     for i, row in enumerate(table):
+        if rest and i == len(shown) + 1:
+            known = [r.residency for r in rest if r.residency is not None]
+            res_rest = sum(x.resident * x.page_size for x in known)
+            print(f"... and {len(rest)} more files ({_size(res_rest, exact)} resident)")
         print(" ".join(cell.rjust(w) for cell, w in zip(row[:3], widths)) + " " + row[3])
-        source = rows[i - 1] if 0 < i <= len(rows) else None
+        source = shown[i - 1] if 0 < i <= len(shown) else None
         if verbose and source is not None and source.residency is not None and source.residency.total:
             print(source.residency.to_string(width=64, max_lines=8))
+
+
+def _watch_residency(args) -> int:
+    """Sample the files every ``args.watch`` seconds: a live table on a terminal, else one line per sample.
+
+    Stops after ``args.count`` samples or at Ctrl-C (status 0; 1 when a file was unknown in the last sample).
+    """
+    paths = [path for path, _ in walk(args.files, args.recursive)]  # a path walk could not check fails below
+    live = sys.stdout.isatty()
+    start = time.monotonic()
+    status, n = 0, 0
+    try:
+        while args.count is None or n < args.count:
+            rows: list[tuple[str, mmio.Residency | None, Exception | None]] = []
+            for path in paths:
+                try:
+                    rows.append((path, mmio.residency(path), None))
+                except (OSError, ValueError) as exc:
+                    rows.append((path, None, exc))
+            status = 1 if any(error for _, _, error in rows) else 0
+            elapsed = time.monotonic() - start
+            if live:
+                _draw_live(rows, elapsed, n, args)
+            else:
+                print(_sample_line(rows, elapsed, args.bytes), flush=True)
+            n += 1
+            if args.count is not None and n >= args.count:
+                break
+            elapsed = time.monotonic() - start  # sleep to the next point of a fixed grid: no drift, no backlog
+            time.sleep(max(0.0, (elapsed // args.watch + 1) * args.watch - elapsed))
+    except KeyboardInterrupt:
+        if live:
+            print(flush=True)
+    return status
+
+
+def _sample_line(rows, elapsed: float, exact: bool) -> str:
+    """One sample on one line: the time, then per file ``NAME PCT% RES/SIZE`` (or ``NAME ? ERROR``)."""
+    cells = []
+    for path, r, error in rows:
+        if r is None:
+            cells.append(f"{_shown(path)} ? {_shown_message(error)}")
+        else:
+            resident = r.resident_bytes
+            fraction = resident / r.length if r.length else 0.0
+            cells.append(f"{_shown(path)} {fraction:.1%} {_size(resident, exact)}/{_size(r.length, exact)}")
+    return f"{elapsed:.2f}s  " + "  ".join(cells)
+
+
+def _draw_live(rows, elapsed: float, n: int, args) -> None:
+    """Redraw the terminal: a header, then per file a bar, the resident fraction, bytes and the name."""
+    import shutil
+    columns = shutil.get_terminal_size().columns
+    bar = max(10, min(60, columns - 40))
+    lines = [f"mmio residency: every {args.watch:g} s, sample {n + 1}, {elapsed:.1f} s (Ctrl-C to stop)"]
+    for path, r, error in rows:
+        if r is None:
+            lines.append(f"{'?' * bar}  {'?':>6}  {'?':>15}  {_shown(path)}: {_shown_message(error)}")
+            continue
+        strip = r.to_string(width=bar, max_lines=1) if r.total else ""
+        resident = r.resident_bytes
+        figures = f"{_size(resident, args.bytes)}/{_size(r.length, args.bytes)}"
+        fraction = resident / r.length if r.length else 0.0
+        lines.append(f"{strip.ljust(bar)}  {fraction:6.1%}  {figures:>15}  {_shown(path)}")
+    sys.stdout.write("\033[H\033[J" + "\n".join(line[:columns] for line in lines) + "\n")
+    sys.stdout.flush()
 
 
 # ---- touch / evict / lock ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 
-def residency(target, offset=0, length=None, *, recursive=False, progress=None):
+def residency(target, offset=0, length=None, *, recursive=False, progress=None, sort="resident"):
     """Which pages of a file, mapping or buffer are in RAM.
 
     Parameters
@@ -33,6 +33,10 @@ def residency(target, offset=0, length=None, *, recursive=False, progress=None):
         For directories: descend into subdirectories too.
     progress : callable, optional
         For directories and lists: called with each file's path once it is measured.
+    sort : {"resident", "size", "name", None}
+        For directories and lists: the order of the table's rows, most
+        resident bytes first (the default), largest first, by name, or as
+        walked (``None``).  Files whose residency is unknown come last.
 
     Returns
     -------
@@ -57,7 +61,8 @@ def residency(target, offset=0, length=None, *, recursive=False, progress=None):
         return target.residency(offset, length)
     if isinstance(target, (list, tuple)) or (
             isinstance(target, (str, bytes, os.PathLike)) and os.path.isdir(target)):
-        return ResidencyTable.of(target if isinstance(target, (list, tuple)) else [target], recursive, progress)
+        table = ResidencyTable.of(target if isinstance(target, (list, tuple)) else [target], recursive, progress)
+        return table.sorted(sort) if sort else table
     if isinstance(target, (str, bytes, os.PathLike)):
         from ._residency import file_residency
         return file_residency(target, offset, length)
@@ -247,33 +252,89 @@ def _size(path: str) -> int | None:
         return None
 
 
+SORT_KEYS = ("resident", "size", "name")
+
+
 class ResidencyTable:
-    """The residency of several files: ``rows`` (FileResidency), totals, and a notebook table.
+    """The residency of several files: ``rows`` (FileResidency), totals, and a table to read.
+
+    In a notebook the table shows each file's name relative to ``root``, its
+    size, resident bytes and fraction (right-aligned, never wrapped) and its
+    strip, the first ``limit`` rows and then one line for the rest, and a
+    totals row over all rows.  ``print(table)`` shows the same as text.
+
+    Attributes
+    ----------
+    rows : list of FileResidency
+        One per file, in the table's order.
+    root : str or None
+        The directory names are shown relative to (``None``: full paths).
+    limit : int or None
+        Rows shown before "and M more files" (``None``: all).
 
     Examples
     --------
-    >>> import mmio
-    >>> table = mmio.residency(["/etc/hostname"])     # doctest: +SKIP
-    >>> table.rows[0].residency.fraction             # doctest: +SKIP
-    1.0
+    >>> import mmio, os
+    >>> os.makedirs("/tmp/mmio-doc-dir", exist_ok=True)
+    >>> open("/tmp/mmio-doc-dir/small", "wb").write(b"x" * 100)
+    100
+    >>> open("/tmp/mmio-doc-dir/big", "wb").write(b"x" * 10000)
+    10000
+    >>> table = mmio.residency("/tmp/mmio-doc-dir", sort="size")
+    >>> [table.name(row) for row in table]
+    ['big', 'small']
+    >>> table.sorted("name").rows[0].path.endswith("big")
+    True
     """
 
-    def __init__(self, rows: list[FileResidency]):
-        self.rows = rows
+    def __init__(self, rows: list[FileResidency], root: str | None = None, limit: int | None = 50):
+        self.rows = list(rows)
+        self.root = root
+        self.limit = limit
 
     @classmethod
     def of(cls, targets: Iterable, recursive: bool = False, progress=None) -> "ResidencyTable":
-        """Measure every file named (and, with ``recursive``, under the directories named).
+        """Measure every file named (and, with ``recursive``, under the directories named), in walk order.
 
         ``progress(path)`` is called after each file.  Each row holds the file's
         :class:`~mmio.Residency` or the error that kept mmio from knowing it.
+        Names are shown relative to the directory asked about, or to the
+        common directory of the files named (full paths when they lie in
+        different places).
         """
+        targets = [os.fsdecode(os.fspath(t)) for t in targets]
         rows = []
         for path, error in walk(targets, recursive):
             rows.append(FileResidency(path, None, None, error) if error else measure(path))
             if progress is not None:
                 progress(path)
-        return cls(rows)
+        return cls(rows, _root(targets, rows))
+
+    def sorted(self, by: str = "resident") -> "ResidencyTable":
+        """A new table with the rows in another order (errors always last).
+
+        ``by``: ``"resident"`` (most resident bytes first), ``"size"`` (largest
+        first) or ``"name"``.
+        """
+        if by not in SORT_KEYS:
+            raise ValueError(f"sort by one of {', '.join(SORT_KEYS)}, not {by!r}")
+        known = [r for r in self.rows if r.residency is not None]
+        failed = [r for r in self.rows if r.residency is None]
+        if by == "name":
+            known.sort(key=lambda r: r.path)
+        else:
+            index = 1 if by == "size" else 0
+            figures = {id(r): _figures(r) for r in known}
+            known.sort(key=lambda r: (-figures[id(r)][index], -figures[id(r)][1 - index], r.path))
+        return type(self)(known + sorted(failed, key=lambda r: r.path), self.root, self.limit)
+
+    def name(self, row: FileResidency) -> str:
+        """The row's file name as the table shows it: relative to ``root``, else the full path."""
+        if self.root is not None:
+            relative = os.path.relpath(row.path, self.root)
+            if not relative.startswith(".."):
+                return relative
+        return row.path
 
     @property
     def resident_pages(self) -> int:
@@ -285,6 +346,39 @@ class ResidencyTable:
         """Pages over the files whose residency is known."""
         return sum(r.residency.total for r in self.rows if r.residency is not None)
 
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of the files that lie on resident pages, over the files whose residency is known."""
+        return sum(_figures(r)[0] for r in self.rows if r.residency is not None)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the files whose residency is known."""
+        return sum(_figures(r)[1] for r in self.rows if r.residency is not None)
+
+    @property
+    def errors(self) -> int:
+        """Number of files whose residency is unknown."""
+        return sum(r.residency is None for r in self.rows)
+
+    def summary(self) -> str:
+        """One line: where, how many files, how much of them is resident."""
+        from ._units import human_bytes
+        where = f"{self.root}: " if self.root else ""
+        fraction = self.resident_bytes / self.size if self.size else 0.0
+        errors = f", {self.errors:,} unknown" if self.errors else ""
+        return (f"{where}{len(self.rows):,} files, {human_bytes(self.resident_bytes)} of "
+                f"{human_bytes(self.size)} resident ({fraction:.1%}){errors}")
+
+    def to_string(self, limit: int | None = -1, width: int = 20) -> str:
+        """The table as text: a summary line, one line per file (the first ``limit``), the rest, the totals.
+
+        ``limit=-1`` (the default) uses the table's :attr:`limit`; ``width`` is the
+        number of characters of each file's strip.
+        """
+        from .display import table_text
+        return table_text(self, self.limit if limit == -1 else limit, width)
+
     def __len__(self) -> int:
         return len(self.rows)
 
@@ -293,7 +387,33 @@ class ResidencyTable:
 
     def _repr_html_(self) -> str:
         from .display import table_html
-        return table_html(self)
+        return table_html(self, self.limit)
+
+    def __str__(self) -> str:
+        return self.to_string()
 
     def __repr__(self) -> str:
-        return f"<mmio.ResidencyTable {len(self.rows)} files, {self.resident_pages}/{self.total_pages} pages resident>"
+        return f"<mmio.ResidencyTable {self.summary()}>"
+
+
+def _figures(row: FileResidency) -> tuple[int, int]:
+    """(resident bytes, size) of a row whose residency is known."""
+    r = row.residency
+    assert r is not None
+    if r.offset == 0 and r.total:  # a whole file: the resident pages, less the last page's bytes past the end
+        slack = r.total * r.page_size - r.length if r.pages[-1] else 0
+        return r.resident * r.page_size - slack, r.length
+    return r.resident_bytes, r.length
+
+
+def _root(targets: list[str], rows: list[FileResidency]) -> str | None:
+    """The directory the table's names are relative to: the directory asked about, or the one directory
+    every file named lies in; ``None`` when they lie in different places."""
+    if len(targets) == 1 and os.path.isdir(targets[0]):
+        return targets[0]
+    parents = {os.path.dirname(os.path.abspath(r.path)) for r in rows}
+    if len(parents) == 1 and all(not os.path.isdir(t) for t in targets):
+        parent = parents.pop()
+        common = os.path.dirname(targets[0]) if targets else parent
+        return common or "."
+    return None

@@ -213,3 +213,18 @@ def test_file_names_cannot_forge_lines_or_reach_the_terminal(tmp_path, cli):
         assert exact.rsplit(b"/", 1)[1] in HOSTILE_NAMES
     assert sorted(base64.b64decode(r["file_base64"]).rsplit(b"/", 1)[1] for r in report["files"]
                   if "file_base64" in r) == [b"bad\xff"]
+
+
+def test_residency_sort_and_top_keep_the_total_over_all_rows(tmp_path, cli):
+    for name, pages, cached in (("a", 8, 1), ("b", 2, 2), ("c", 16, 4)):
+        sparse_file(tmp_path / name, pages, range(cached))
+    default = cli("residency", "-b", tmp_path).stdout.splitlines()
+    assert [line.rsplit("/", 1)[1] for line in default[1:-1]] == ["a", "b", "c"]  # as walked, like fincore
+    top = cli("residency", "-b", "--sort", "resident", "--top", "2", tmp_path)
+    lines = top.stdout.splitlines()
+    assert top.returncode == 0 and [line.rsplit("/", 1)[1] for line in lines[1:3]] == ["c", "b"]
+    assert lines[3] == f"... and 1 more files ({PAGE} resident)"
+    assert lines[4].split() == [str(7 * PAGE), "7", str(26 * PAGE), "total"] == default[-1].split()
+    by_size = cli("residency", "--sort", "size", tmp_path).stdout.splitlines()
+    assert [line.rsplit("/", 1)[1] for line in by_size[1:-1]] == ["c", "a", "b"]
+    assert cli("residency", "--sort", "age", tmp_path).returncode == 2

@@ -339,3 +339,100 @@ def _cachestat_available(tmp_path):
             return False
         raise
     return True
+
+
+# ---- the table of many files ------------------------------------------------------------------------------
+
+
+def _files_with(tmp_path, cached_pages):
+    """One file per entry of ``cached_pages`` (name -> (pages, cached pages from the start))."""
+    for name, (pages, cached) in cached_pages.items():
+        sparse_file(tmp_path / name, pages, range(cached))
+    return tmp_path
+
+
+def test_table_order_relative_names_and_sorted(tmp_path):
+    d = _files_with(tmp_path, {"a": (8, 1), "b": (2, 2), "c": (16, 4), "sub-zero": (1, 0)})
+    (d / "unreadable").write_bytes(b"x")
+    os.chmod(d / "unreadable", 0)
+    table = mmio.residency(d)
+    names = [table.name(r) for r in table]
+    if os.geteuid() == 0:  # root reads anything: the file is a row like the others
+        names.remove("unreadable")
+    assert names[:4] == ["c", "b", "a", "sub-zero"]  # most resident bytes first (c 4, b 2, a 1 pages)
+    assert table.root == str(d)
+    assert [table.name(r) for r in table.sorted("size")][:3] == ["c", "a", "b"]
+    assert [table.name(r) for r in table.sorted("name")] == sorted(names + ["unreadable"] * (os.geteuid() == 0))
+    walked = mmio.residency(d, sort=None)
+    assert [table.name(r) for r in walked] == sorted(table.name(r) for r in walked)
+    with pytest.raises(ValueError, match="sort by one of"):
+        table.sorted("age")
+    listed = mmio.residency([d / "a", d / "missing", d / "c"])
+    assert [listed.name(r) for r in listed] == ["c", "a", "missing"]  # the unknown last
+    elsewhere = mmio.residency([d / "a", "/etc/hostname"])
+    assert elsewhere.root is None and {elsewhere.name(r) for r in elsewhere} == {str(d / "a"), "/etc/hostname"}
+
+
+def test_table_cap_totals_and_more_line(tmp_path):
+    d = _files_with(tmp_path, {f"f{i:02}": (4, i % 5) for i in range(12)})
+    os.symlink("loop", d / "loop")  # an error row
+    table = mmio.residency(d)
+    table.limit = 5
+    resident = sum(r.residency.resident for r in table if r.residency) * PAGE
+    assert table.resident_bytes == resident and table.size == 12 * 4 * PAGE and table.errors == 1
+    text = table.to_string()
+    lines = text.splitlines()
+    assert lines[0] == f"{d}: 13 files, {human(resident)} of {human(48 * PAGE)} resident " \
+                       f"({resident / (48 * PAGE):.1%}), 1 unknown"
+    assert lines[1].split() == ["SIZE", "RESIDENT", "%", "PAGES", "FILE"]
+    assert len(lines) == 1 + 1 + 5 + 1 + 1
+    shown = table.rows[:5]
+    rest = sum(r.residency.resident for r in table.rows[5:] if r.residency) * PAGE
+    assert lines[-2] == f"and 8 more files ({human(rest)} resident)"
+    assert lines[-1].endswith("total (13 files, 1 unknown)") and human(resident) in lines[-1]
+    assert [line.split()[-1] for line in lines[2:7]] == [table.name(r) for r in shown]
+    assert table.to_string(limit=None).count("\n") == len(lines) - 1 + 8 - 1  # all rows, no "more" line
+    assert str(table) == text and repr(table).startswith(f"<mmio.ResidencyTable {d}: 13 files")
+
+    page = ET.fromstring(table._repr_html_())
+    body = page.find("tbody").findall("tr")
+    assert len(body) == 6 and "and 8 more files" in "".join(body[-1].itertext())
+    cells = body[0].findall("td")
+    assert [c.tag for c in cells] == ["td"] * 5 and "".join(cells[0].itertext()) == table.name(shown[0])
+    for cell in cells[1:4]:
+        style = cell.get("style")
+        assert "text-align:right" in style and "white-space:nowrap" in style
+    assert cells[4].find("{http://www.w3.org/2000/svg}svg") is not None
+    foot = "".join(page.find("tfoot").itertext())
+    assert "total (13 files, 1 unknown)" in foot and human(resident) in foot
+    everything = ET.fromstring(mmio.pagecache.ResidencyTable(table.rows, table.root, None)._repr_html_())
+    assert len(everything.find("tbody").findall("tr")) == 13
+    errors = [tr for tr in everything.find("tbody").findall("tr") if "loop" in "".join(tr.itertext())]
+    assert errors == everything.find("tbody").findall("tr")[-1:]  # the error row last
+
+
+def human(n):
+    from mmio._units import human_bytes
+    return human_bytes(n)
+
+
+def short(n):
+    from mmio._units import human_bytes
+    return human_bytes(n, compact=True)
+
+
+def test_strip_has_offset_ticks_and_a_key(tmp_path):
+    path = sparse_file(tmp_path / "a.bin", 2560, range(0, 1000))  # 10 MiB with 4 KiB pages
+    r = mmio.residency(path)
+    root = ET.fromstring(r._repr_html_())
+    svg = root.find("{http://www.w3.org/2000/svg}svg")
+    labels = ["".join(t.itertext()) for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    size = 2560 * PAGE
+    from mmio.display import offset_ticks
+    assert labels == [label for _, label, _ in offset_ticks(0, size, 640)]
+    assert labels[0] == "0" and labels[-1] == short(size) and len(labels) >= 3
+    assert len(svg.findall("{http://www.w3.org/2000/svg}line")) == len(labels)
+    assert "in the page cache" in "".join(root.itertext()) and "1 px = " in "".join(root.itertext())
+    part = mmio.residency(path, 3 * PAGE, 2 * PAGE)
+    ticks = offset_ticks(part.offset, part.length, 640)
+    assert ticks[0][1] == short(3 * PAGE) and ticks[-1][1] == short(5 * PAGE)
