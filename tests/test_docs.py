@@ -43,11 +43,7 @@ def _modules():
 
 # The modules behind the public API: each must keep examples to run, not only run the ones it has.
 PUBLIC = {"mmio._mapping", "mmio._open", "mmio._buffers", "mmio._residency", "mmio._process", "mmio.pagecache",
-<<<<<<< HEAD
-          "mmio.arrays", "mmio.gather", "mmio._flags", "mmio.procmaps"}
-=======
-          "mmio.arrays", "mmio._flags", "mmio.procmaps", "mmio.watching"}
->>>>>>> helper-watch
+          "mmio.arrays", "mmio.gather", "mmio._flags", "mmio.procmaps", "mmio.watching"}
 
 
 def _runnable(examples):
