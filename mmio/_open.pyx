@@ -335,6 +335,9 @@ def resize(Mapping m, new_size):
         if grown_from is not None:  # leave the file as it was
             _posix.ftruncate(m._fd, grown_from)
         raise
+    cdef _posix.stat st
+    if grown_from is not None and m._stamped and _posix.fstat(m._fd, &st) == 0:
+        _stamp(m, &st)  # the file it maps now (its own growth is no staleness, for sharing)
 
 
 cdef object _make_room(Mapping m, Py_ssize_t new_size):

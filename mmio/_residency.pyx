@@ -145,8 +145,6 @@ cdef object _subdivided(int fd, object path, long long offset, long long length)
     if npages:
         with nogil:
             err = _answer(fd, first, npages, out, &base, &calls, &probed)
-            if base != NULL:
-                _posix.munmap(base, <size_t>(npages * PAGE))
         if err:
             raise_oserror(err, "could not read the page-cache residency (cachestat, mincore)", path)
     _probes[0], _probes[1] = calls, probed
@@ -156,8 +154,8 @@ cdef object _subdivided(int fd, object path, long long offset, long long length)
 cdef int _answer(int fd, long long first, long long npages, unsigned char* out, void** base,
                  long long* calls, long long* probed) noexcept nogil:
     """Fill ``out`` (zeroed, one byte per page from byte ``first`` of the file): whole ranges from
-    cachestat, mixed ranges halved, the smallest by mincore through one mapping of the range made on first
-    need (``*base``). Returns 0 or an errno."""
+    cachestat, mixed ranges halved, the smallest by mincore through a mapping of just that leaf (``*base``,
+    unmapped before the next). Returns 0 or an errno."""
     cdef long long stack_first[128]
     cdef long long stack_n[128]
     cdef int depth = 1, err
@@ -176,15 +174,18 @@ cdef int _answer(int fd, long long first, long long npages, unsigned char* out, 
         if <long long>cs.nr_cache >= n:
             memset(out + f, 1, <size_t>n)
             continue
-        if n <= LEAF:
-            if base[0] == NULL:
-                base[0] = _posix.mmap(NULL, <size_t>(npages * PAGE), _posix.PROT_READ, _posix.MAP_SHARED, fd,
-                                      first)
-                if base[0] == _posix.MAP_FAILED:
-                    base[0] = NULL
-                    return _posix.errno
-            if _posix.mincore(<char*>base[0] + f * PAGE, <size_t>(n * PAGE), out + f) != 0:
+        if n <= LEAF:  # a mapping of just this leaf: a range of any size needs no address space of its size
+            base[0] = _posix.mmap(NULL, <size_t>(n * PAGE), _posix.PROT_READ, _posix.MAP_SHARED, fd,
+                                  first + f * PAGE)
+            if base[0] == _posix.MAP_FAILED:
+                base[0] = NULL
                 return _posix.errno
+            err = _posix.mincore(base[0], <size_t>(n * PAGE), out + f)
+            err = _posix.errno if err != 0 else 0
+            _posix.munmap(base[0], <size_t>(n * PAGE))
+            base[0] = NULL
+            if err:
+                return err
             for i in range(f, f + n):
                 out[i] &= 1
             probed[0] += n

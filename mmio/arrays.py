@@ -147,7 +147,7 @@ def _load(path, out, options: _Options, described: tuple[int, Layout] | None = N
                 if out is not None:
                     raise ValueError("out= is for a single .npy array")
                 result = _sharded(label, shards.read_index(read_at, size, label), options)
-                result._reload = sharing.reload_reference(fd, label, options._asdict())
+                result._reload = sharing.reload_reference(fd, label, options._asdict(), tuple(result.files))
                 return result
             layout = formats.describe(read_at, size, label)
         if out is not None and layout.container != "array":

@@ -130,6 +130,7 @@ class ReloadReference(NamedTuple):
     identity: FileIdentity
     options: dict
     validate: str
+    parts: tuple[tuple[str, FileIdentity], ...] = ()
 
 
 # ---- the sender's side ---------------------------------------------------------------------------------
@@ -203,30 +204,36 @@ def reduce_mapping(mapping: Mapping):
     return _rebuild_mapping, (ref,)
 
 
-def reload_reference(fd: int, path: str, options: dict) -> ReloadReference:
-    """The reference of a container ``load`` is making from the file open as ``fd``, with ``options``."""
-    try:
-        named = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        named = os.path.abspath(path)
+def reload_reference(fd: int, path: str, options: dict, parts: tuple[str, ...] = ()) -> ReloadReference:
+    """The reference of a container ``load`` is making from the file open as ``fd``, with ``options``;
+    ``parts``: the files it reads too (a checkpoint's shards), checked on arrival as well.
+
+    The path is kept as the caller named it (made absolute), not resolved: a checkpoint's index may be a
+    symbolic link (the Hugging Face cache's layout) whose shards lie beside the link, not beside its target.
+    """
     advice = options.get("advice")
     options = {**options, "advice": None if advice is None else advice.name.lower()}
-    return ReloadReference(FORMAT, named, FileIdentity.of(os.fstat(fd)), options, "strict")
+    checked = tuple((part, FileIdentity.of(os.stat(part))) for part in parts)
+    validate = "strict" if options.get("mode", "r") == "r" else "inode"  # "r+": its own writes move mtime
+    return ReloadReference(FORMAT, os.path.abspath(path), FileIdentity.of(os.fstat(fd)), options, validate,
+                           checked)
 
 
 def reduce_reload(ref: ReloadReference | None, what: str):
     """``__reduce__`` of a lazy container: the file, loaded again on arrival."""
     if ref is None:
         raise TypeError(f"cannot pickle {what} that mmio.load did not make")
-    if ref.options.get("mode") == "c":
-        raise TypeError(f"{what} loaded with mode 'c' holds this process's private writes; a reference "
-                        "cannot carry them")
+    if ref.options.get("mode") == "c" or ref.options.get("copy"):
+        raise TypeError(f"{what} loaded with mode 'c' or copy=True holds this process's private memory (and "
+                        "whatever was written to it); a reference to the file cannot carry it")
     return _reload, (ref,)
 
 
 def _reload(ref: ReloadReference):
     from .arrays import load
     _check_now(ref.path, ref.identity, ref.validate)
+    for part, identity in ref.parts:
+        _check_now(part, identity, ref.validate)
     options = dict(ref.options)
     return load(ref.path, **{name: options[name] for name in _LOAD_OPTIONS if name in options})
 
@@ -242,7 +249,8 @@ def _mapping_under(array: np.ndarray) -> Mapping | None:
             return base.mapping
         if isinstance(base, Mapping):
             return base
-        base = getattr(base, "base", None) if isinstance(base, np.ndarray) else getattr(base, "obj", None)
+        # an ndarray's .base; as_strided's DummyArray has .base too; a memoryview has .obj
+        base = getattr(base, "base", None) if hasattr(base, "base") else getattr(base, "obj", None)
     return None
 
 
@@ -527,10 +535,14 @@ class SharedArray(np.ndarray):
 
 
 def _token(array: SharedArray):
-    """What names a SharedArray's contents for dask without reading them: the file's identity and the view."""
+    """What names a SharedArray's contents for dask without reading them: the file's identity and the view;
+    ``None`` (hash the bytes) for writable arrays, whose contents change with no change to the file's identity
+    (a write to a page already dirty moves no mtime)."""
     try:
         ref = reference(array)
     except ValueError:
+        return None
+    if ref.mode != "r":
         return None
     # dtype.str alone names every structured dtype of one size, and ml_dtypes' types, alike ("|V8", "<V2")
     return ("mmio.SharedArray", ref.path, ref.identity[:5], ref.offset, ref.dtype.str, str(ref.dtype), ref.shape,

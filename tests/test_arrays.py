@@ -409,12 +409,33 @@ def test_lazy_containers_pickle_as_their_file_loaded_again(tmp_path):
     again = pickle.loads(payload)
     assert isinstance(again, mmio.arrays.NpzArrays) and isinstance(again["a"], mmio.SharedArray)
     np.testing.assert_array_equal(again["a"], np.arange(100_000.0))
-    copies = pickle.loads(pickle.dumps(mmio.load(path, copy=True)))
-    assert copies["b"].flags.writeable  # loaded again as copies, not read-only views
-    np.testing.assert_array_equal(copies["b"], np.ones((3, 4)))
-    with pytest.raises(TypeError, match="private writes"):
-        pickle.dumps(mmio.load(path, mode="c"))
+    writable = mmio.load(path, mode="r+")
+    writable["b"][0, 0] = 7  # its own writes move mtime: an r+ container is checked by inode
+    assert pickle.loads(pickle.dumps(writable))["b"][0, 0] == 7
+    for private in (mmio.load(path, copy=True), mmio.load(path, mode="c")):  # private memory, maybe written
+        with pytest.raises(TypeError, match="private memory"):
+            pickle.dumps(private)
     np.savez(path, a=np.arange(5.0))  # a different file now: the reference is stale
+    with pytest.raises(mmio.StaleFileError):
+        pickle.loads(payload)
+
+
+def test_a_checkpoint_whose_files_are_links_pickles_and_checks_every_shard(tmp_path):
+    # The Hugging Face cache: snapshots/<rev>/ holds links to blobs/<hash>; shards are found beside the link.
+    import pickle
+    from safetensors.numpy import save_file
+    blobs, snap = tmp_path / "blobs", tmp_path / "snap"
+    blobs.mkdir()
+    snap.mkdir()
+    save_file({"w": np.ones(4, np.float32)}, blobs / "aaa")
+    save_file({"v": np.zeros(2, np.float32)}, blobs / "bbb")
+    (blobs / "ccc").write_text(json.dumps({"weight_map": {"w": "m-1.safetensors", "v": "m-2.safetensors"}}))
+    for name, blob in (("m-1.safetensors", "aaa"), ("m-2.safetensors", "bbb"),
+                       ("model.safetensors.index.json", "ccc")):
+        (snap / name).symlink_to(f"../blobs/{blob}")
+    payload = pickle.dumps(mmio.load(snap / "model.safetensors.index.json", share=True))
+    np.testing.assert_array_equal(pickle.loads(payload)["w"], np.ones(4, np.float32))
+    save_file({"v": np.full(2, 5, np.float32)}, blobs / "bbb")  # a shard rewritten since
     with pytest.raises(mmio.StaleFileError):
         pickle.loads(payload)
 

@@ -769,3 +769,29 @@ def test_receivers_unpickling_on_many_threads_share_a_bounded_cache(tmp_path, mo
         t.join()
     sys.setswitchinterval(switch)
     assert not errors and len(sharing._cache) <= 4
+
+
+def test_review_findings_strided_views_resized_mappings_and_writable_tokens(tmp_path):
+    from numpy.lib.stride_tricks import as_strided, sliding_window_view
+    path = tmp_path / "a.npy"
+    np.save(path, np.arange(1000.0))
+    a = mmio.load(path, share=True)
+    # as_strided / sliding_window_view leave numpy's DummyArray in the base chain: still a reference
+    for view in (sliding_window_view(a, 500, subok=True), as_strided(a, (2000, 1000), (0, 8), subok=True)):
+        payload = pickle.dumps(view)
+        assert len(payload) < 1024 and np.array_equal(pickle.loads(payload), view)
+    assert np.array_equal(pickle.loads(pickle.dumps(mmio.share(sliding_window_view(mmio.load(path), 3)))),
+                          sliding_window_view(np.arange(1000.0), 3))
+    # a mapping that grew its own file is not stale to itself
+    grown = tmp_path / "g.bin"
+    with mmio.open(grown, "w+", size=4096) as m:
+        m.resize(8192)
+        with pickle.loads(pickle.dumps(m)) as again:
+            assert len(again) == 8192
+    # writable arrays are tokenized by content: an in-place write changes the token
+    dask_base = pytest.importorskip("dask.base")
+    w = mmio.load(path, mode="r+", share=True)
+    w[0] = 1.0
+    before = dask_base.tokenize(w)
+    w[0] = 2.0
+    assert dask_base.tokenize(w) != before
