@@ -139,28 +139,28 @@ cdef object _subdivided(int fd, object path, long long offset, long long length)
     cdef long long npages = (offset + length - first + PAGE - 1) // PAGE if length else 0  # empty: no page
     cdef cnp.ndarray pages = np.zeros(npages, dtype=np.uint8)
     cdef unsigned char* out = <unsigned char*>cnp.PyArray_DATA(pages)
-    cdef void* base = NULL
     cdef long long calls = 0, probed = 0
     cdef int err = 0
     if npages:
         with nogil:
-            err = _answer(fd, first, npages, out, &base, &calls, &probed)
+            err = _answer(fd, first, npages, out, &calls, &probed)
         if err:
             raise_oserror(err, "could not read the page-cache residency (cachestat, mincore)", path)
     _probes[0], _probes[1] = calls, probed
     return Residency(pages.view(np.bool_), PAGE, offset, length, first)
 
 
-cdef int _answer(int fd, long long first, long long npages, unsigned char* out, void** base,
-                 long long* calls, long long* probed) noexcept nogil:
+cdef int _answer(int fd, long long first, long long npages, unsigned char* out, long long* calls,
+                 long long* probed) noexcept nogil:
     """Fill ``out`` (zeroed, one byte per page from byte ``first`` of the file): whole ranges from
-    cachestat, mixed ranges halved, the smallest by mincore through a mapping of just that leaf (``*base``,
-    unmapped before the next). Returns 0 or an errno."""
+    cachestat, mixed ranges halved, the smallest by mincore through a mapping of just that leaf (unmapped
+    before the next). Returns 0 or an errno."""
     cdef long long stack_first[128]
     cdef long long stack_n[128]
     cdef int depth = 1, err
     cdef long long f, n, half, i
     cdef _posix.mmio_cachestat cs
+    cdef void* leaf
     stack_first[0], stack_n[0] = 0, npages
     while depth:
         depth -= 1
@@ -175,15 +175,12 @@ cdef int _answer(int fd, long long first, long long npages, unsigned char* out, 
             memset(out + f, 1, <size_t>n)
             continue
         if n <= LEAF:  # a mapping of just this leaf: a range of any size needs no address space of its size
-            base[0] = _posix.mmap(NULL, <size_t>(n * PAGE), _posix.PROT_READ, _posix.MAP_SHARED, fd,
-                                  first + f * PAGE)
-            if base[0] == _posix.MAP_FAILED:
-                base[0] = NULL
+            leaf = _posix.mmap(NULL, <size_t>(n * PAGE), _posix.PROT_READ, _posix.MAP_SHARED, fd,
+                               first + f * PAGE)
+            if leaf == _posix.MAP_FAILED:
                 return _posix.errno
-            err = _posix.mincore(base[0], <size_t>(n * PAGE), out + f)
-            err = _posix.errno if err != 0 else 0
-            _posix.munmap(base[0], <size_t>(n * PAGE))
-            base[0] = NULL
+            err = _posix.errno if _posix.mincore(leaf, <size_t>(n * PAGE), out + f) != 0 else 0
+            _posix.munmap(leaf, <size_t>(n * PAGE))
             if err:
                 return err
             for i in range(f, f + n):

@@ -18,6 +18,8 @@ Three ways in:
 from __future__ import annotations
 
 import collections
+import errno
+import functools
 import os
 import pickle
 import stat
@@ -269,10 +271,10 @@ def _file_of(mapping: Mapping, what: str, refusal: type[Exception]) -> tuple[str
         raise refusal(f"{what} maps {mapping.path!s}, which is not a regular file: only regular files "
                       "are reopened")
     if named is None or named.endswith(" (deleted)"):
-        raise StaleFileError(_errno_stale(), f"{mapping.path!s} was deleted since it was mapped: no "
+        raise StaleFileError(errno.ESTALE, f"{mapping.path!s} was deleted since it was mapped: no "
                                              "receiver could open it", mapping.path)
     if now.st_size != opened_size:
-        raise StaleFileError(_errno_stale(), f"{named} changed size under this process ({opened_size} -> "
+        raise StaleFileError(errno.ESTALE, f"{named} changed size under this process ({opened_size} -> "
                                              f"{now.st_size} bytes) since it was mapped", named)
     mode: _Mode = "r" if mapping.mode == "r" else "r+"  # "w+" too: never truncate on the receiver
     return named, FileIdentity.of(now), mode
@@ -396,7 +398,7 @@ def _check_now(path: str, identity: FileIdentity, validate: str) -> FileIdentity
     try:
         now = FileIdentity.of(os.stat(path))
     except FileNotFoundError:
-        raise StaleFileError(_errno_stale(), f"{path} is gone (the sender's file was {identity})", path) from None
+        raise StaleFileError(errno.ESTALE, f"{path} is gone (the sender's file was {identity})", path) from None
     _compare(path, identity, now, validate)
     return now
 
@@ -419,7 +421,7 @@ def _check_covers(path: str, sent: FileIdentity, size: int, end: int, validate: 
     ``"inode"`` and ``"none"`` let through); a range past the end of the sender's file too is malformed, and
     left to the caller."""
     if size < end <= sent.size:
-        raise StaleFileError(_errno_stale(), f"{path} is now {size} bytes, too short for the sender's range, "
+        raise StaleFileError(errno.ESTALE, f"{path} is now {size} bytes, too short for the sender's range, "
                                              f"which ends at byte {end} (validate={validate!r}): the sender's "
                                              f"was {sent}", path)
 
@@ -427,27 +429,19 @@ def _check_covers(path: str, sent: FileIdentity, size: int, end: int, validate: 
 def _compare(path: str, sent: FileIdentity, now: FileIdentity, validate: str) -> None:
     differs = sent.differs(now, validate)
     if differs:
-        raise StaleFileError(_errno_stale(), f"{path} is not the file the sender mapped ({', '.join(differs)} "
+        raise StaleFileError(errno.ESTALE, f"{path} is not the file the sender mapped ({', '.join(differs)} "
                                              f"differ; validate={validate!r}): the sender's was {sent}; this "
                                              f"one is {now}", path)
 
 
-def _errno_stale() -> int:
-    import errno
-    return errno.ESTALE
-
-
-_BOOT_ID: list[str] = []
-
-
+@functools.cache
 def _boot_id() -> str:
-    if not _BOOT_ID:
-        try:
-            with open("/proc/sys/kernel/random/boot_id") as f:
-                _BOOT_ID.append(f.read().strip())
-        except OSError:
-            _BOOT_ID.append("")
-    return _BOOT_ID[0]
+    """This boot of this machine (device numbers mean something only within it); "" where unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 # ---- the wrappers ----------------------------------------------------------------------------------------
